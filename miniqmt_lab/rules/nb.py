@@ -1,0 +1,280 @@
+"""The rule kernel: the one place where the rules of ``shared/spec/rules.md`` are written.
+
+Pure functions over plain numbers, NamedTuples and 1-D arrays, compiled with ``@njit(cache=True)``.
+The live engine calls them per tick, the backtest calls them inside its simulation loop; with
+``NUMBA_DISABLE_JIT=1`` the very same functions run as plain Python.
+
+Conventions
+-----------
+* A holding is a :class:`HoldingState`; every transition returns a new one.
+* ``decide_nb`` returns ``(rule, volume, outcome)``. ``rule`` is the first rule whose condition
+  holds (``RULE_NONE`` when none); ``volume`` is the order size, 0 when the fired rule comes out as
+  no action, and then ``outcome`` says why. A fired rule with volume 0 still decides the tick.
+* Threshold comparisons carry a tolerance of ``EPS`` so that a price sitting exactly on a threshold
+  (``9.25`` on a cost of ``10`` with a -7.5% stop) fires despite binary floating point.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+EPS = 1e-9
+
+RULE_NONE = 0
+RULE_STOP_LOSS = 1
+RULE_TP_INITIAL = 2
+RULE_TP_DYNAMIC = 3
+RULE_GRID_BUY = 4
+RULE_ENTRY = 5
+RULE_MANUAL = 6
+RULE_NAMES = ("", "stop_loss", "take_profit_initial", "take_profit_dynamic", "grid_buy", "entry", "manual")
+
+OUT_OK = 0
+OUT_NOTHING_AVAILABLE = 1  # a sell rule fired but no share may be sold (T+1) or it rounds to 0
+OUT_PRICE_LIMIT = 2  # buy at/above the up-limit or sell at/below the down-limit
+OUT_ZERO_LOT = 3  # a buy that rounds to 0 shares (position_unit below one lot at this price)
+OUT_MAX_POSITION = 4  # max_position_value leaves no room for one lot
+OUT_NO_CASH = 5  # cash does not cover one lot plus fees
+OUTCOME_NAMES = ("ok", "nothing_available", "price_limit", "zero_lot", "max_position", "no_cash")
+
+LOT = 100
+
+
+class RuleParams(NamedTuple):
+    stop_loss_ratio: float
+    initial_take_profit_ratio: float
+    initial_take_profit_fraction: float
+    dyn_min_high: np.ndarray  # ascending min_high_ratio column of the dynamic take-profit table
+    dyn_keep: np.ndarray  # keep_ratio column
+    grid_enabled: bool
+    grid_levels: np.ndarray
+    position_unit: float
+    max_position_value: float
+
+
+class FeeParams(NamedTuple):
+    commission_rate: float
+    min_commission: float
+    stamp_duty_rate: float
+    transfer_fee_rate: float
+
+
+class HoldingState(NamedTuple):
+    volume: int
+    available: int
+    cost: float
+    base_cost: float
+    high: float
+    tp_done: bool
+    grid_k: int
+
+
+@njit(cache=True)
+def empty_holding_nb() -> HoldingState:
+    return HoldingState(0, 0, 0.0, 0.0, 0.0, False, 0)
+
+
+@njit(cache=True)
+def round_half_up_nb(x: float, ndigits: int) -> float:
+    """Round half up (away from zero for positives), robust to 0.005 stored as 0.00499999..."""
+    scale = 10.0**ndigits
+    return math.floor(x * scale + 0.5 + EPS) / scale
+
+
+@njit(cache=True)
+def fee_parts_nb(amount: float, is_sell: bool, fees: FeeParams) -> tuple[float, float, float]:
+    """(commission, stamp duty, transfer fee) of one order, each rounded to 0.01 yuan half up."""
+    commission = round_half_up_nb(max(amount * fees.commission_rate, fees.min_commission), 2)
+    stamp = round_half_up_nb(amount * fees.stamp_duty_rate, 2) if is_sell else 0.0
+    transfer = round_half_up_nb(amount * fees.transfer_fee_rate, 2)
+    return commission, stamp, transfer
+
+
+@njit(cache=True)
+def fees_nb(amount: float, is_sell: bool, fees: FeeParams) -> float:
+    commission, stamp, transfer = fee_parts_nb(amount, is_sell, fees)
+    return commission + stamp + transfer
+
+
+@njit(cache=True)
+def sellable_nb(volume: int, available: int) -> int:
+    """Shares a rule may sell: all of ``available`` when that empties the holding, else whole lots."""
+    if available <= 0:
+        return 0
+    if available >= volume:
+        return volume
+    return (available // LOT) * LOT
+
+
+@njit(cache=True)
+def size_buy_nb(
+    p: float, volume: int, cash: float, min_buy: int, params: RuleParams, fees: FeeParams
+) -> tuple[int, int]:
+    """Shares for an entry or grid buy and the outcome.
+
+    ``floor(position_unit / p / 100) * 100``, then lowered lot by lot until the holding stays within
+    ``max_position_value`` and the order plus fees within ``cash``; below ``min_buy`` it is 0.
+    """
+    v = int(math.floor(params.position_unit / p / LOT + EPS)) * LOT
+    if v < min_buy:
+        return 0, OUT_ZERO_LOT
+    while v >= min_buy and (volume + v) * p > params.max_position_value + EPS:
+        v -= LOT
+    if v < min_buy:
+        return 0, OUT_MAX_POSITION
+    while v >= min_buy and v * p + fees_nb(v * p, False, fees) > cash + EPS:
+        v -= LOT
+    if v < min_buy:
+        return 0, OUT_NO_CASH
+    return v, OUT_OK
+
+
+@njit(cache=True)
+def observe_price_nb(state: HoldingState, p: float) -> HoldingState:
+    """Raise ``high`` to the tick price; done before the rules run on that tick."""
+    if state.volume > 0 and p > state.high:
+        return HoldingState(
+            state.volume, state.available, state.cost, state.base_cost, p, state.tp_done, state.grid_k
+        )
+    return state
+
+
+@njit(cache=True)
+def dynamic_exit_level_nb(high: float, cost: float, params: RuleParams) -> float:
+    """Exit price of the dynamic take-profit for this high, NaN when no row of the table matches."""
+    m = high / cost - 1.0
+    level = np.nan
+    for i in range(params.dyn_min_high.shape[0]):
+        if params.dyn_min_high[i] <= m + EPS:
+            level = high * params.dyn_keep[i]
+    return level
+
+
+@njit(cache=True)
+def grid_trigger_price_nb(state: HoldingState, params: RuleParams) -> float:
+    """Price at or below which the next grid buy fires, NaN when the grid is off or exhausted."""
+    if not params.grid_enabled or state.grid_k >= params.grid_levels.shape[0] or state.volume <= 0:
+        return np.nan
+    return state.base_cost * params.grid_levels[state.grid_k]
+
+
+@njit(cache=True)
+def _sell_decision(rule: int, v: int, p: float, down_limit: float) -> tuple[int, int, int]:
+    if v <= 0:
+        return rule, 0, OUT_NOTHING_AVAILABLE
+    if p <= down_limit + EPS:  # NaN limit (no previous close) never blocks
+        return rule, 0, OUT_PRICE_LIMIT
+    return rule, v, OUT_OK
+
+
+@njit(cache=True)
+def decide_nb(
+    state: HoldingState,
+    p: float,
+    cash: float,
+    min_buy: int,
+    up_limit: float,
+    down_limit: float,
+    params: RuleParams,
+    fees: FeeParams,
+) -> tuple[int, int, int]:
+    """Rules 1-4 on one tick of a held stock; first match wins. Returns (rule, volume, outcome)."""
+    if state.volume <= 0 or not (p > 0.0):
+        return RULE_NONE, 0, OUT_OK
+    high = max(state.high, p)
+    r = p / state.cost - 1.0
+    if r <= params.stop_loss_ratio + EPS:
+        return _sell_decision(RULE_STOP_LOSS, sellable_nb(state.volume, state.available), p, down_limit)
+    if not state.tp_done and r >= params.initial_take_profit_ratio - EPS:
+        v = int(math.floor(state.volume * params.initial_take_profit_fraction / LOT + EPS)) * LOT
+        v = min(v, sellable_nb(state.volume, state.available))
+        if v <= 0:
+            v = sellable_nb(state.volume, state.available)
+        return _sell_decision(RULE_TP_INITIAL, v, p, down_limit)
+    if state.tp_done:
+        level = dynamic_exit_level_nb(high, state.cost, params)
+        if not np.isnan(level) and p <= level + EPS:
+            return _sell_decision(RULE_TP_DYNAMIC, sellable_nb(state.volume, state.available), p, down_limit)
+    trigger = grid_trigger_price_nb(state, params)
+    if not np.isnan(trigger) and p <= trigger + EPS:
+        if p >= up_limit - EPS:
+            return RULE_GRID_BUY, 0, OUT_PRICE_LIMIT
+        v, outcome = size_buy_nb(p, state.volume, cash, min_buy, params, fees)
+        return RULE_GRID_BUY, v, outcome
+    return RULE_NONE, 0, OUT_OK
+
+
+@njit(cache=True)
+def decide_entry_nb(
+    state: HoldingState,
+    p: float,
+    cash: float,
+    min_buy: int,
+    up_limit: float,
+    params: RuleParams,
+    fees: FeeParams,
+) -> tuple[int, int, int]:
+    """An entry signal on a stock not held: buy ``position_unit`` yuan sized like a grid buy."""
+    if state.volume > 0 or not (p > 0.0):
+        return RULE_NONE, 0, OUT_OK
+    if p >= up_limit - EPS:
+        return RULE_ENTRY, 0, OUT_PRICE_LIMIT
+    v, outcome = size_buy_nb(p, 0, cash, min_buy, params, fees)
+    return RULE_ENTRY, v, outcome
+
+
+@njit(cache=True)
+def apply_buy_nb(
+    state: HoldingState, cash: float, p: float, v: int, rule: int, fees: FeeParams
+) -> tuple[HoldingState, float, float]:
+    """A filled buy: returns (new state, new cash, fees). Bought shares are not available until T+1."""
+    fee = fees_nb(v * p, False, fees)
+    new_cash = cash - v * p - fee
+    if state.volume <= 0:
+        return HoldingState(v, 0, p, p, p, False, 0), new_cash, fee
+    volume = state.volume + v
+    cost = (state.cost * state.volume + p * v) / volume
+    grid_k = state.grid_k + 1 if rule == RULE_GRID_BUY else state.grid_k
+    high = max(state.high, p)
+    return HoldingState(volume, state.available, cost, state.base_cost, high, state.tp_done, grid_k), new_cash, fee
+
+
+@njit(cache=True)
+def apply_sell_nb(
+    state: HoldingState, cash: float, p: float, v: int, rule: int, fees: FeeParams
+) -> tuple[HoldingState, float, float, float]:
+    """A filled sell: returns (new state, new cash, fees, realised P&L before fees).
+
+    The cost stays; the first take-profit sets ``tp_done``; an empty holding resets every field.
+    """
+    fee = fees_nb(v * p, True, fees)
+    new_cash = cash + v * p - fee
+    realised = (p - state.cost) * v
+    volume = state.volume - v
+    if volume <= 0:
+        return empty_holding_nb(), new_cash, fee, realised
+    tp_done = state.tp_done or rule == RULE_TP_INITIAL
+    new_state = HoldingState(
+        volume, state.available - v, state.cost, state.base_cost, state.high, tp_done, state.grid_k
+    )
+    return new_state, new_cash, fee, realised
+
+
+@njit(cache=True)
+def roll_day_nb(state: HoldingState) -> HoldingState:
+    """A new trading day: every share held is now available (T+1)."""
+    return HoldingState(
+        state.volume, state.volume, state.cost, state.base_cost, state.high, state.tp_done, state.grid_k
+    )
+
+
+@njit(cache=True)
+def limit_prices_nb(prev_close: float, width: float) -> tuple[float, float]:
+    """(up-limit, down-limit) from the previous close; NaN for a stock's first day."""
+    if not (prev_close > 0.0):
+        return np.nan, np.nan
+    return round_half_up_nb(prev_close * (1.0 + width), 2), round_half_up_nb(prev_close * (1.0 - width), 2)
