@@ -22,7 +22,8 @@ def ema_nb(x: np.ndarray, span: int) -> np.ndarray:
 
     Leading NaNs stay NaN and the average is seeded with the first observation. An interior NaN
     repeats the previous value, and the observation after it gets the weight pandas gives it
-    (``ignore_na=False``): the old average decays once more per missing step.
+    (``ignore_na=False``): the old average decays once more per missing step. So a NaN gap inside a
+    wide frame (a suspension) weighs differently from the same closes without the gap.
     """
     if span < 1:
         raise ValueError("span must be >= 1")
@@ -42,9 +43,11 @@ def ema_nb(x: np.ndarray, span: int) -> np.ndarray:
         else:
             old_weight *= decay
             if observed:
+                # pandas special-cases com == 1 (span 3) this way; only a gap makes it differ from alpha
+                new_weight = 1.0 - old_weight if com == 1.0 else alpha
                 # pandas skips the update when equal, so a constant series stays exactly constant
                 if weighted != cur:
-                    weighted = (old_weight * weighted + alpha * cur) / (old_weight + alpha)
+                    weighted = (old_weight * weighted + new_weight * cur) / (old_weight + new_weight)
                 old_weight = 1.0
         out[i] = weighted
     return out

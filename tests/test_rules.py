@@ -1,0 +1,245 @@
+"""The rule kernel, rule by rule and edge by edge.
+
+The whole file runs twice: compiled (the normal run) and as plain Python (``test_kernel_without_numba``
+reruns it in a subprocess with ``NUMBA_DISABLE_JIT=1``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from miniqmt_lab import rules as R
+from miniqmt_lab.config import FeeSettings, RuleSettings
+
+P = R.rule_params(RuleSettings())
+F = R.fee_params(FeeSettings())
+NO_LIMIT = np.nan
+CASH = 1_000_000.0
+
+
+def decide(state, p, cash=CASH, min_buy=100, up=NO_LIMIT, down=NO_LIMIT, params=P):
+    return R.decide_nb(state, p, cash, min_buy, up, down, params, F)
+
+
+def held(volume=2000, available=None, cost=10.0, **kw):
+    return R.holding(volume, volume if available is None else available, cost, **kw)
+
+
+# -- stop loss ---------------------------------------------------------------------------------
+
+
+def test_stop_loss_fires_exactly_at_threshold_and_sells_all_available():
+    assert decide(held(), 9.25) == (R.RULE_STOP_LOSS, 2000, R.OUT_OK)  # 9.25/10 - 1 == -0.075
+    assert decide(held(), 9.26)[0] == R.RULE_GRID_BUY  # not the stop: the grid level 9.30 decides
+
+
+def test_stop_loss_with_nothing_available_decides_the_tick_but_sells_nothing():
+    # bought today (T+1): the stop fires, sells 0, and no lower rule (grid at 9.30) is tried
+    assert decide(held(available=0), 9.0) == (R.RULE_STOP_LOSS, 0, R.OUT_NOTHING_AVAILABLE)
+
+
+def test_stop_loss_sells_whole_lots_of_a_partly_available_holding():
+    # 2150 held, 1050 available (1100 bought today): odd 50 may only go with the whole holding
+    assert decide(held(2150, 1050), 9.0) == (R.RULE_STOP_LOSS, 1000, R.OUT_OK)
+    assert decide(held(2150, 2150), 9.0) == (R.RULE_STOP_LOSS, 2150, R.OUT_OK)
+
+
+def test_stop_loss_blocked_at_down_limit():
+    assert decide(held(), 9.0, down=9.0) == (R.RULE_STOP_LOSS, 0, R.OUT_PRICE_LIMIT)
+    assert decide(held(), 9.01, down=9.0) == (R.RULE_STOP_LOSS, 2000, R.OUT_OK)
+
+
+# -- first take-profit -------------------------------------------------------------------------
+
+
+def test_first_take_profit_at_threshold_sells_fraction_rounded_to_lot():
+    assert decide(held(2000), 10.6) == (R.RULE_TP_INITIAL, 1200, R.OUT_OK)
+    assert decide(held(2000), 10.59)[0] == R.RULE_NONE
+    assert decide(held(1900), 10.6) == (R.RULE_TP_INITIAL, 1100, R.OUT_OK)  # 1140 -> 1100
+
+
+def test_first_take_profit_rounding_to_zero_sells_all_available():
+    assert decide(held(100), 10.7) == (R.RULE_TP_INITIAL, 100, R.OUT_OK)  # 60 -> 0 -> all 100
+
+
+def test_first_take_profit_capped_at_available():
+    assert decide(held(2000, 1000), 10.7) == (R.RULE_TP_INITIAL, 1000, R.OUT_OK)
+
+
+def test_first_take_profit_runs_once():
+    state = held(2000, tp_done=True, high=10.6)
+    assert decide(state, 10.6)[0] != R.RULE_TP_INITIAL
+
+
+# -- dynamic take-profit -----------------------------------------------------------------------
+
+
+def test_dynamic_take_profit_uses_last_matching_tier():
+    # high 11.2 on cost 10: m = 0.12 -> tier (0.10, 0.93): level 10.416
+    state = held(800, tp_done=True, high=11.2)
+    assert R.dynamic_exit_level_nb(11.2, 10.0, P) == pytest.approx(11.2 * 0.93)
+    assert decide(state, 10.42)[0] == R.RULE_NONE
+    assert decide(state, 10.416) == (R.RULE_TP_DYNAMIC, 800, R.OUT_OK)
+
+
+def test_dynamic_take_profit_tier_boundary_is_inclusive():
+    state = held(800, tp_done=True, high=10.5)  # m == 0.05 exactly -> (0.05, 0.96): level 10.08
+    assert decide(state, 10.08) == (R.RULE_TP_DYNAMIC, 800, R.OUT_OK)
+
+
+def test_dynamic_take_profit_needs_tp_done_and_a_matching_row():
+    assert decide(held(800, tp_done=False, high=11.2), 10.3)[0] == R.RULE_NONE
+    below_table = held(800, tp_done=True, high=10.4)  # m = 0.04 < 0.05
+    assert decide(below_table, 10.0)[0] == R.RULE_NONE
+
+
+def test_dynamic_take_profit_counts_the_current_tick_in_high():
+    state = held(800, tp_done=True, high=10.0)
+    # the tick itself sets high = 10.5 (m = 0.05): level 10.08 < 10.5, no exit on that tick
+    assert decide(state, 10.5)[0] == R.RULE_NONE
+    assert R.observe_price_nb(state, 10.5).high == 10.5
+
+
+# -- grid buys ---------------------------------------------------------------------------------
+
+
+def test_grid_buy_at_level_sizes_by_position_unit():
+    assert decide(held(2000), 9.3) == (R.RULE_GRID_BUY, 2100, R.OUT_OK)  # 20000/9.3 -> 2100
+    assert decide(held(2000), 9.31)[0] == R.RULE_NONE
+
+
+def test_grid_buy_capped_by_max_position_value():
+    # 4000 held at 9.3: (4000 + v) * 9.3 <= 50000 -> v <= 1376 -> 1300
+    assert decide(held(4000), 9.3) == (R.RULE_GRID_BUY, 1300, R.OUT_OK)
+    assert decide(held(5300), 9.3) == (R.RULE_GRID_BUY, 0, R.OUT_MAX_POSITION)
+
+
+def test_grid_buy_limited_by_cash_including_fees():
+    # 2100 * 9.3 = 19530 + 5.2 fees; 15000 cash -> 1600 (14880 + 5.15)
+    assert decide(held(2000), 9.3, cash=15000.0) == (R.RULE_GRID_BUY, 1600, R.OUT_OK)
+    assert decide(held(2000), 9.3, cash=900.0) == (R.RULE_GRID_BUY, 0, R.OUT_NO_CASH)
+
+
+def test_grid_exhaustion_and_second_level():
+    cost_params = R.rule_params(RuleSettings(stop_loss_ratio=-0.5))
+    state = held(2000, grid_k=1)
+    assert decide(state, 9.3, params=cost_params)[0] == R.RULE_NONE
+    assert decide(state, 8.6, params=cost_params)[0] == R.RULE_GRID_BUY
+    assert decide(held(2000, grid_k=2), 6.0, params=cost_params)[0] == R.RULE_NONE
+
+
+def test_grid_hangs_from_base_cost_not_average_cost():
+    state = held(4100, cost=9.64, base_cost=10.0, grid_k=1)
+    params = R.rule_params(RuleSettings(stop_loss_ratio=-0.5))
+    assert decide(state, 8.6, params=params)[0] == R.RULE_GRID_BUY
+    assert decide(state, 8.61, params=params)[0] == R.RULE_NONE
+
+
+def test_grid_disabled_and_blocked_at_up_limit():
+    off = R.rule_params(RuleSettings(grid_enabled=False))
+    assert decide(held(), 9.3, params=off)[0] == R.RULE_NONE
+    assert decide(held(), 9.3, up=9.3) == (R.RULE_GRID_BUY, 0, R.OUT_PRICE_LIMIT)
+
+
+def test_star_board_minimum_buy_of_200():
+    unit = R.rule_params(RuleSettings(position_unit=1500.0, max_position_value=50000.0))
+    assert R.size_buy_nb(10.0, 0, CASH, 100, unit, F) == (100, R.OUT_OK)
+    assert R.size_buy_nb(10.0, 0, CASH, 200, unit, F) == (0, R.OUT_ZERO_LOT)
+
+
+# -- entries -----------------------------------------------------------------------------------
+
+
+def test_entry_only_when_not_held():
+    empty = R.empty_holding_nb()
+    assert R.decide_entry_nb(empty, 10.0, CASH, 100, NO_LIMIT, P, F) == (R.RULE_ENTRY, 2000, R.OUT_OK)
+    assert R.decide_entry_nb(held(), 10.0, CASH, 100, NO_LIMIT, P, F)[0] == R.RULE_NONE
+    assert R.decide_entry_nb(empty, 11.0, CASH, 100, 11.0, P, F) == (R.RULE_ENTRY, 0, R.OUT_PRICE_LIMIT)
+    assert R.decide_entry_nb(empty, 250.0, CASH, 100, NO_LIMIT, P, F) == (R.RULE_ENTRY, 0, R.OUT_ZERO_LOT)
+
+
+def test_invalid_prices_never_act():
+    for bad in (np.nan, 0.0, -1.0):
+        assert decide(held(), bad)[0] == R.RULE_NONE
+        assert R.decide_entry_nb(R.empty_holding_nb(), bad, CASH, 100, NO_LIMIT, P, F)[0] == R.RULE_NONE
+
+
+# -- fills, fees, T+1 ----------------------------------------------------------------------------
+
+
+def test_fees_components_rounded_half_up():
+    assert R.fee_parts_nb(20000.0, False, F) == (5.0, 0.0, 0.2)  # minimum commission
+    assert R.fee_parts_nb(20000.0, True, F) == (5.0, 10.0, 0.2)
+    assert R.fee_parts_nb(100_000.0, True, F) == (25.0, 50.0, 1.0)
+    assert R.fee_parts_nb(30_450.0, False, F) == (7.61, 0.0, 0.3)  # 7.6125 -> 7.61; 0.3045 -> 0.30
+    assert R.fee_parts_nb(30_500.0, False, F) == (7.63, 0.0, 0.31)  # 7.625 -> 7.63; 0.305 -> 0.31
+    assert R.round_half_up_nb(0.125, 2) == 0.13
+
+
+def test_buy_then_sell_state_transitions_and_cash():
+    st, cash, fee = R.apply_buy_nb(R.empty_holding_nb(), CASH, 10.0, 2000, R.RULE_ENTRY, F)
+    assert st == R.holding(2000, 0, 10.0, base_cost=10.0, high=10.0)
+    assert fee == 5.2 and cash == pytest.approx(CASH - 20000 - 5.2)
+    st = R.roll_day_nb(st)
+    assert st.available == 2000
+    st, cash, fee = R.apply_buy_nb(st, cash, 9.3, 2100, R.RULE_GRID_BUY, F)
+    assert st.volume == 4100 and st.available == 2000 and st.grid_k == 1
+    assert st.cost == pytest.approx((20000 + 19530) / 4100) and st.base_cost == 10.0
+    st2, cash2, fee2, realised = R.apply_sell_nb(st, cash, 10.5, 1200, R.RULE_TP_INITIAL, F)
+    assert st2.volume == 2900 and st2.available == 800 and st2.tp_done and st2.cost == st.cost
+    assert fee2 == R.fees_nb(12600.0, True, F)
+    assert realised == pytest.approx((10.5 - st.cost) * 1200)
+    assert cash2 == pytest.approx(cash + 12600 - fee2)
+
+
+def test_full_exit_resets_every_field():
+    st = R.holding(800, 800, 10.0, base_cost=9.0, high=12.0, tp_done=True, grid_k=2)
+    after, *_ = R.apply_sell_nb(st, 0.0, 11.0, 800, R.RULE_TP_DYNAMIC, F)
+    assert after == R.empty_holding_nb()
+    reopened, *_ = R.apply_buy_nb(after, CASH, 8.0, 100, R.RULE_ENTRY, F)
+    assert reopened.base_cost == 8.0 and reopened.grid_k == 0 and not reopened.tp_done
+
+
+def test_high_only_rises_and_only_while_held():
+    st = held(high=11.0)
+    assert R.observe_price_nb(st, 10.5).high == 11.0
+    assert R.observe_price_nb(st, 11.5).high == 11.5
+    assert R.observe_price_nb(R.empty_holding_nb(), 11.5).high == 0.0
+
+
+def test_limit_prices():
+    assert R.limit_prices_nb(10.05, 0.10) == (11.06, 9.05)
+    assert R.limit_prices_nb(10.0, 0.20) == (12.0, 8.0)
+    up, down = R.limit_prices_nb(np.nan, 0.1)
+    assert np.isnan(up) and np.isnan(down)
+
+
+def test_first_matching_rule_wins_over_lower_rules():
+    # price below both stop-loss and grid level: stop loss decides
+    assert decide(held(), 9.0)[0] == R.RULE_STOP_LOSS
+    # tp_done and price at dynamic level and r >= tp ratio: first TP is done, dynamic decides
+    state = held(800, tp_done=True, high=13.0)  # m = 0.3 -> keep 0.85: level 11.05
+    assert decide(state, 11.0)[0] == R.RULE_TP_DYNAMIC
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="already the plain-Python run")
+def test_kernel_without_numba():
+    """The same tests pass with the kernel running as plain Python."""
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    here = Path(__file__)
+    files = [str(here), str(here.with_name("test_rules_properties.py"))]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout
