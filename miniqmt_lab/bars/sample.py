@@ -120,7 +120,7 @@ def _daily_bars(rng: np.random.Generator, codes: list[str], days: pd.DatetimeInd
         up, down = round_cents(prev_close * (1.0 + width)), round_cents(prev_close * (1.0 - width))
         ret = drift + sigma * shocks[t] + jumps[t]
         close = np.clip(round_cents(prev_close * (1.0 + ret)), down, up)
-        # news days open in the direction of the news; other days gap by a fraction of the day's move
+        # news days open in the direction of the news; other days gap by noise of about a third of sigma
         gap = np.where(jumps[t] != 0.0, ret * rng.uniform(0.3, 1.0, n_stocks), gaps[t] * sigma)
         open_ = np.clip(round_cents(prev_close * (1.0 + gap)), down, up)
         halted = suspended[t]

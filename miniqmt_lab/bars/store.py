@@ -23,6 +23,7 @@ from miniqmt_lab.errors import MiniQmtError
 
 Freq = Literal["1d", "1m"]
 PRICE_COLUMNS = ("open", "high", "low", "close")
+_EARLIEST_BAR = pd.Timestamp("1990-12-19")
 
 
 class InvalidBarData(MiniQmtError, ValueError):
@@ -262,13 +263,19 @@ def validate_bars(df: pd.DataFrame, freq: str = "1d") -> pd.DataFrame:
 
 def _parse_times(values: pd.Series, freq: str) -> np.ndarray:
     try:
-        stamps = pd.to_datetime(values)
+        if pd.api.types.is_integer_dtype(values):
+            # vendors write 20240102 as a number; pandas would read it as nanoseconds since 1970
+            stamps = pd.to_datetime(values.astype(str), format="%Y%m%d" if freq == "1d" else "%Y%m%d%H%M%S")
+        else:
+            stamps = pd.to_datetime(values)
     except (ValueError, TypeError) as exc:
         raise InvalidBarData(f"bar times cannot be parsed: {exc}") from None
     if stamps.dt.tz is not None:
         stamps = stamps.dt.tz_convert("Asia/Shanghai").dt.tz_localize(None)
     if stamps.isna().any():
         raise InvalidBarData(f"bar time is missing in row {int(np.flatnonzero(stamps.isna())[0])}")
+    if (stamps < _EARLIEST_BAR).any():
+        raise InvalidBarData(f"bar time {stamps.min()} is before the A-share market opened ({_EARLIEST_BAR.date()})")
     if freq == "1d":
         stamps = stamps.dt.normalize()
     return stamps.to_numpy(dtype="datetime64[us]")
