@@ -90,9 +90,9 @@ class Side(StrEnum):
 class OrderStatus(StrEnum):
     SUBMITTED = "submitted"  # xtquant 48/49
     REPORTED = "reported"  # 50, 51 (cancel requested)
-    PARTIAL = "partial"  # 55
+    PARTIAL = "partial"  # 55, and 52 (part filled, cancel pending: more fills may come)
     FILLED = "filled"  # 56
-    PARTIAL_CANCELLED = "partial_cancelled"  # 52, 53
+    PARTIAL_CANCELLED = "partial_cancelled"  # 53
     CANCELLED = "cancelled"  # 54
     REJECTED = "rejected"  # 57
     UNKNOWN = "unknown"  # 255

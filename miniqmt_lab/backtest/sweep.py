@@ -1,0 +1,156 @@
+"""Parameter sweeps: every combination of a grid is one more cash pool of the same simulation loop.
+
+Combinations run in chunks (progress bar per chunk); chunks run on a few threads, since the loop
+releases the GIL. A sweep keeps each combination's equity curve and summary, not its trades:
+``SweepResult.run(i)`` replays one combination with trades and a portfolio.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from miniqmt_lab.backtest.core import SUMMARY_METRICS, BacktestResult, run_backtest, summary_metrics
+from miniqmt_lab.backtest.nb import SimOutput, simulate_nb
+from miniqmt_lab.backtest.prepare import (
+    BARS_PER_YEAR,
+    BarData,
+    Entries,
+    TickMode,
+    bar_grid,
+    entry_signals,
+    grid_combinations,
+    prepare_bars,
+    rule_settings,
+    rule_table,
+    table_rows,
+    tick_rounds,
+)
+from miniqmt_lab.config import FeeSettings, RuleSettings, Settings
+from miniqmt_lab.rules import fee_params
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+
+def sweep(
+    bars: pd.DataFrame | BarData,
+    grid: Mapping[str, Any],
+    entries: Entries = "macd",
+    init_cash: float = 1_000_000.0,
+    tick_mode: TickMode = "ohlc",
+    progress: bool | Callable[[int, int], object] = True,
+    *,
+    base: RuleSettings | Mapping[str, Any] | None = None,
+    realism: bool = True,
+    fees: FeeSettings | None = None,
+    chunk_size: int | None = None,
+    n_jobs: int | None = None,
+) -> SweepResult:
+    """Backtest every combination of ``grid`` (``{flat RuleSettings field: list of values}``).
+
+    Fields not in the grid come from ``base`` (default settings). ``chunk_size`` combinations run per
+    loop call; ``n_jobs`` threads run chunks side by side (default: one per CPU). ``progress``: a
+    tqdm bar when True, or a callable given ``(chunks done, chunks in all)`` after each chunk (a
+    widget's progress bar).
+    """
+    data = prepare_bars(bars)
+    base_rules = rule_settings(base)
+    combos = grid_combinations(grid)
+    settings = Settings(rules=base_rules)
+    rules = [settings.with_values(**combo).rules for combo in combos]
+    if not init_cash > 0:
+        raise ValueError(f"init_cash must be > 0, got {init_cash!r}")
+    jobs = max(1, n_jobs or os.cpu_count() or 1)
+    size = chunk_size or max(1, min(32, math.ceil(len(rules) / (2 * jobs))))
+    rounds = tick_rounds(data, tick_mode)
+    bar_facts = bar_grid(data, entry_signals(data, entries), limits=realism)
+    table = rule_table(rules)
+    fee = fee_params(fees or FeeSettings())
+    starts = list(range(0, len(rules), size))
+
+    def run_chunk(start: int) -> SimOutput:
+        chunk = table_rows(table, start, min(start + size, len(rules)))
+        return simulate_nb(rounds, bar_facts, chunk, fee, float(init_cash), 0)
+
+    with ThreadPoolExecutor(max_workers=min(jobs, len(starts))) as pool:
+        outputs = list(_progress(pool.map(run_chunk, starts), len(starts), progress))
+    equity = np.hstack([o.equity for o in outputs])
+    metrics = summary_metrics(
+        equity,
+        float(init_cash),
+        np.concatenate([o.closed for o in outputs]),
+        np.concatenate([o.wins for o in outputs]),
+        BARS_PER_YEAR[data.freq],
+    )
+    params = pd.DataFrame(combos, columns=list(grid))
+    result_table = pd.concat([params, pd.DataFrame(metrics, columns=list(SUMMARY_METRICS))], axis=1)
+    result_table.index.name = "combination"
+    return SweepResult(
+        table=result_table,
+        equity=pd.DataFrame(equity, index=data.index, columns=result_table.index),
+        rules=tuple(rules),
+        bars=data,
+        entries=entries,
+        init_cash=float(init_cash),
+        tick_mode=tick_mode,
+        realism=realism,
+        fees=fees or FeeSettings(),
+    )
+
+
+def _progress(items: Iterator[SimOutput], total: int, progress: bool | Callable[[int, int], object]) -> Any:
+    if callable(progress):
+        return _reporting(items, total, progress)
+    if not progress:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, total=total, desc="sweep", unit="chunk")
+
+
+def _reporting(items: Iterator[SimOutput], total: int, report: Callable[[int, int], object]) -> Iterator[SimOutput]:
+    for done, item in enumerate(items, start=1):
+        report(done, total)
+        yield item
+
+
+@dataclass(frozen=True, eq=False)
+class SweepResult:
+    """Every combination of a sweep: its parameters, summary metrics and equity curve."""
+
+    table: pd.DataFrame  # one row per combination: the grid's fields, then SUMMARY_METRICS
+    equity: pd.DataFrame = field(repr=False)  # bar x combination
+    rules: tuple[RuleSettings, ...] = field(repr=False)
+    bars: BarData = field(repr=False)
+    entries: Entries = field(repr=False)
+    init_cash: float
+    tick_mode: TickMode
+    realism: bool
+    fees: FeeSettings
+
+    @property
+    def params(self) -> list[str]:
+        """The swept fields."""
+        return [c for c in self.table.columns if c not in SUMMARY_METRICS]
+
+    def best(self, metric: str = "total_return") -> pd.Series:
+        """The row with the highest ``metric`` (max_drawdown is negative: highest is shallowest)."""
+        return self.table.loc[self.table[metric].idxmax()]
+
+    def run(self, combination: int) -> BacktestResult:
+        """The full backtest (trades, portfolio) of one combination, a row label of ``table``."""
+        return run_backtest(self.bars, self.rules[combination], self.entries, self.init_cash, self.tick_mode,
+                            self.realism, self.fees)
+
+    def heatmap(self, x: str, y: str, metric: str = "total_return") -> go.Figure:
+        from miniqmt_lab.backtest.plots import sweep_heatmap
+
+        return sweep_heatmap(self.table, x, y, metric)

@@ -1,0 +1,375 @@
+"""The live engine: threads around the trading core, a versioned snapshot for widgets, manual orders.
+
+Broker, feed and clock are injected (no ``if simulation`` here): paper trading is a
+:class:`SimBroker`, a replay is a :class:`ReplayFeed` driving its :class:`ReplayClock`, live is the
+QMT broker and feed on the wall clock. A broker that simulates the venue offers
+``attach(clock, trades)`` and gets the engine's clock and trade records at start, so its ledger
+follows the engine's T+1 days and survives restarts.
+
+Threads (intervals from ``settings.engine``): ``monitor`` (tick rounds and broker sync), ``strategy``
+(executes signals), ``events`` (broker events), ``data`` (watch list, entry history), ``sync``
+(SQLite backstop), and the ``watchdog`` restarting any of them that dies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from miniqmt_lab.config import Settings
+from miniqmt_lab.engine.clock import EngineClock, WallClock
+from miniqmt_lab.engine.entries import EntrySource, make_entries
+from miniqmt_lab.engine.interfaces import Broker, BrokerStatus, Feed, Side, mask_account
+from miniqmt_lab.engine.replay import IdleFeed
+from miniqmt_lab.engine.sim_broker import SimBroker
+from miniqmt_lab.engine.store import DatabaseLock, Journal, Store
+from miniqmt_lab.engine.threads import CallRunner, ManagedThread, ThreadState, Watchdog
+from miniqmt_lab.engine.trading import EVENTS_WAIT, Trader
+from miniqmt_lab.engine.views import EngineSnapshot, ThreadHealth, position_views, positions_frame
+from miniqmt_lab.errors import EngineNotRunning
+
+log = logging.getLogger(__name__)
+
+BUSINESS_THREADS = ("monitor", "strategy", "events", "data", "sync")
+
+
+def _pick_clock(feed: object, clock: EngineClock | None) -> EngineClock:
+    feed_clock = getattr(feed, "clock", None)
+    if clock is None:
+        return feed_clock if feed_clock is not None else WallClock()
+    if feed_clock is not None and feed_clock is not clock:
+        raise ValueError(
+            "the replay feed drives its own clock: pass clock=feed.clock, or build the feed with clock=..."
+        )
+    return clock
+
+
+class Engine:
+    """See ``docs/contracts.md`` (Engine) for the public API."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        broker: Broker | None = None,
+        feed: Feed | None = None,
+        clock: EngineClock | None = None,
+        entries: EntrySource | pd.DataFrame | str | None = None,
+        database: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        e = self.settings.engine
+        self.feed: Feed = feed if feed is not None else IdleFeed()
+        self.clock = _pick_clock(self.feed, clock)
+        self.broker: Broker = broker if broker is not None else SimBroker(self.settings, clock=self.clock)
+        self.database_path = Path(database) if database is not None else self.settings.database_path
+        self.journal_path: Path | None = None
+        self.mode = "paper" if e.simulation else "live"
+        self._version = 0
+        self._version_lock = threading.Lock()
+        self._lifecycle = threading.Lock()
+        self._phase = "new"  # new -> running -> stopped
+        self._runner = CallRunner(e.call_timeout, workers=8)
+        self.store = Store(self.database_path)
+        self._lock = DatabaseLock(self.database_path)
+        self._threads: dict[str, ManagedThread] = {}
+        self._watchdog_thread: ManagedThread | None = None
+        self.trader = Trader(
+            self.settings,
+            broker=self.broker,
+            feed=self.feed,
+            clock=self.clock,
+            store=self.store,
+            entries=make_entries(entries, self.feed, self.settings.data_path, e.entry, self._watch_codes),
+            runner=self._runner,
+            on_change=self._bump,
+        )
+        self.interrupted = self.trader.restore()
+        self._watchdog = Watchdog(
+            lambda: dict(self._threads), self._restart, cooldown=e.restart_cooldown, stuck_after=self._stuck_after
+        )
+
+    def __repr__(self) -> str:
+        return f"Engine({self.mode}, {self._phase}, database={str(self.database_path)!r})"
+
+    # -- versioning -------------------------------------------------------------------------------
+
+    def _bump(self) -> None:
+        with self._version_lock:
+            self._version += 1
+
+    @property
+    def version(self) -> int:
+        """Bumped on every change of book, trades, signals, flags and thread state."""
+        return self._version
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._phase == "running"
+
+    def start(self) -> None:
+        """Connect the broker and start the threads. Idempotent while running."""
+        with self._lifecycle:
+            if self._phase == "running":
+                return
+            if self._phase == "stopped":
+                raise EngineNotRunning(
+                    "a stopped engine cannot start again: create a new Engine (it restores its book)"
+                )
+            self._lock.acquire()
+            try:
+                self._runner.call("broker.connect", self.broker.connect)
+                self.trader.broker_status = self._runner.call("broker.status", self.broker.status)
+            except BaseException:
+                self._lock.release()
+                raise
+            attach = getattr(self.broker, "attach", None)
+            if callable(attach):
+                attach(self.clock, self.store.ledger_frame())
+            session = f"{self.mode}-{dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+            self.journal_path = self.database_path.parent / "journal" / f"{session}.sqlite"
+            self.trader.journal = Journal(self.journal_path)
+            self.trader.accepting = True
+            try:
+                self._data_step()
+            except Exception:  # entries or the watch list failing must not keep the engine down
+                log.exception("first data update failed; the data thread retries")
+            for name in BUSINESS_THREADS:
+                self._threads[name] = self._make_thread(name)
+                self._threads[name].start()
+            if self.settings.engine.thread_monitor:
+                self._watchdog_thread = ManagedThread(
+                    "watchdog", self._watchdog_step, error_delay=self.settings.engine.thread_check_interval,
+                    on_change=self._bump,
+                )
+                self._watchdog_thread.start()
+            self._phase = "running"
+            log.info("engine started (%s, database %s, journal %s)", self.mode, self.database_path, self.journal_path)
+        self._bump()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting commands, stop the watchdog and the threads, close the stores. Idempotent."""
+        with self._lifecycle:
+            if self._phase == "stopped":
+                return
+            was_running = self._phase == "running"
+            self._phase = "stopped"
+            deadline = time.monotonic() + timeout
+            self.trader.accepting = False
+            if was_running:
+                self._stop_threads(deadline)
+            self.trader.flush()
+            for what, call in (("feed.close", self.feed.close), ("broker.close", self.broker.close)):
+                try:
+                    self._runner.call(what, call, timeout=max(0.1, deadline - time.monotonic()))
+                except Exception as exc:  # closing is best effort; the records are safe already
+                    log.warning("%s failed: %s", what, exc)
+            self._runner.close()
+            if self.trader.journal is not None:
+                self.trader.journal.close()
+            self.store.close()
+            self._lock.release()
+            log.info("engine stopped")
+        self._bump()
+
+    def _stop_threads(self, deadline: float) -> None:
+        def remaining() -> float:
+            return max(0.1, deadline - time.monotonic())
+
+        if self._watchdog_thread is not None:
+            self._watchdog_thread.stop(remaining())
+        for name in ("monitor", "strategy", "data", "sync"):
+            self._threads[name].request_stop()
+        self.trader.tasks.put(None)  # wakes the strategy thread at once
+        self._threads["strategy"].stop(remaining())
+        self.trader.stop_tasks()  # acknowledges what the monitor may be waiting for
+        self._threads["monitor"].join(remaining())
+        self._threads["events"].stop(remaining())
+        self.trader.drain_events()
+        for name in ("data", "sync"):
+            self._threads[name].join(remaining())
+        stuck = [name for name, t in self._threads.items() if t.alive]
+        if stuck:
+            log.error("threads still running after stop: %s", ", ".join(stuck))
+
+    # -- threads ----------------------------------------------------------------------------------
+
+    def _make_thread(self, name: str) -> ManagedThread:
+        e = self.settings.engine
+        trader = self.trader
+
+        def on_error(message: str) -> None:
+            trader.last_error = f"thread {name}: {message}"
+
+        if name == "monitor":
+            return ManagedThread(name, trader.monitor_step, wait=self.clock.sleep, error_delay=e.monitor_interval,
+                                 on_change=self._bump, on_error=on_error)
+        steps = {
+            "strategy": (trader.strategy_step, e.strategy_interval),
+            "events": (trader.events_step, EVENTS_WAIT),
+            "data": (self._data_step, e.data_update_interval),
+            "sync": (self._sync_step, e.sqlite_sync_interval),
+        }
+        step, interval = steps[name]
+        return ManagedThread(name, step, error_delay=interval, on_change=self._bump, on_error=on_error)
+
+    def _restart(self, name: str) -> ManagedThread:
+        thread = self._make_thread(name)
+        self._threads[name] = thread
+        thread.start()
+        return thread
+
+    def _stuck_after(self, name: str) -> float:
+        e = self.settings.engine
+        longest = {
+            "monitor": max(e.monitor_interval, e.idle_sleep) + 2 * e.call_timeout + 1.0,
+            "strategy": e.strategy_interval + 3 * e.call_timeout,
+            "events": EVENTS_WAIT,
+            "data": e.data_update_interval + e.call_timeout,
+            "sync": e.sqlite_sync_interval,
+        }[name]
+        return 3 * longest + e.thread_check_interval
+
+    def _watchdog_step(self) -> float:
+        self._watchdog.check()
+        return self.settings.engine.thread_check_interval
+
+    def _watch_codes(self) -> list[str]:
+        return sorted(set(self.trader.book.codes()) | set(self.settings.engine.stock_pool))
+
+    def _data_step(self) -> float:
+        codes = self._watch_codes()
+        if codes:
+            self._runner.call("feed.watch", self.feed.watch, codes)
+        if self.trader.entries is not None:
+            self.trader.entries.refresh()
+        return self.settings.engine.data_update_interval
+
+    def _sync_step(self) -> float:
+        self.trader.flush()
+        if self.trader.journal is not None:
+            self.trader.journal.flush()
+        return self.settings.engine.sqlite_sync_interval
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once a finite feed (replay) is finished and every round processed."""
+        return self.trader.drained.wait(timeout)
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    def set_auto_trading(self, on: bool) -> None:
+        self.trader.auto_trading = bool(on)
+        log.warning("auto trading %s (%s)", "ON" if on else "off", self.mode)
+        self._bump()
+
+    def buy(
+        self, code: str, volume: int | None = None, *, amount: float | None = None, price: float | None = None
+    ) -> str:
+        """Manual buy of ``volume`` shares, or of ``amount`` yuan rounded down to whole lots; returns the order id.
+
+        Without ``price`` the order is a limit at the last price the feed sent. Raises the typed errors
+        of :mod:`miniqmt_lab.errors`; recorded with rule ``manual``.
+        """
+        self._require_running()
+        return self.trader.manual_order(Side.BUY, code, volume, amount, price)
+
+    def sell(self, code: str, volume: int, *, price: float | None = None) -> str:
+        """Manual sell; whole lots, or the whole remaining holding. Returns the order id."""
+        self._require_running()
+        return self.trader.manual_order(Side.SELL, code, volume, None, price)
+
+    def _require_running(self) -> None:
+        if self._phase != "running":
+            raise EngineNotRunning(f"the engine is {self._phase}: orders need a running engine")
+
+    # -- views ------------------------------------------------------------------------------------
+
+    def _thread_health(self) -> tuple[ThreadHealth, ...]:
+        threads = dict(self._threads)
+        if self._watchdog_thread is not None:
+            threads["watchdog"] = self._watchdog_thread
+        return tuple(
+            ThreadHealth(name, str(t.state), t.alive, t.last_heartbeat, self._watchdog.restarts.get(name, 0))
+            for name, t in threads.items()
+        )
+
+    def _broker_status(self) -> BrokerStatus:
+        status = dataclasses.replace(self.trader.broker_status)
+        account = self.settings.qmt.account_id
+        status.account = mask_account(account) if account else status.account
+        return status
+
+    def _clock_time(self) -> dt.datetime | None:
+        try:
+            return self.clock.now()
+        except RuntimeError:  # a replay clock before its first round
+            return None
+
+    def snapshot(self) -> EngineSnapshot:
+        version = self._version
+        book = self.trader.book
+        with book.lock:
+            views = position_views(book, self.trader.params)
+            cash = book.cash
+        return EngineSnapshot(
+            version=version,
+            time=self._clock_time(),
+            mode=self.mode,
+            auto_trading=self.trader.auto_trading,
+            running=self.running,
+            cash=cash,
+            total_asset=cash + sum(v.market_value for v in views),
+            positions=views,
+            threads=self._thread_health(),
+            broker=self._broker_status(),
+            last_error=self.trader.last_error,
+        )
+
+    def status(self) -> dict[str, Any]:
+        """The snapshot's facts as plain data, plus where the records are and monitor counters."""
+        snap = self.snapshot()
+        out = {f.name: getattr(snap, f.name) for f in dataclasses.fields(snap)}
+        out["positions"] = [dataclasses.asdict(p) for p in snap.positions]
+        out["threads"] = [dataclasses.asdict(t) for t in snap.threads]
+        out["broker"] = dataclasses.asdict(snap.broker)
+        out["database"] = str(self.database_path)
+        out["journal"] = str(self.journal_path) if self.journal_path else None
+        out["monitor"] = dataclasses.asdict(self.trader.stats)
+        out["initial_cash"] = self.trader.initial_cash
+        out["interrupted_signals"] = self.interrupted
+        return out
+
+    def positions(self) -> pd.DataFrame:
+        return positions_frame(position_views(self.trader.book, self.trader.params))
+
+    def trades(self) -> pd.DataFrame:
+        """Every fill, columns ``TRADE_COLUMNS``, sorted by time then processing order."""
+        return self.store.trades_frame()
+
+    def signals(self) -> pd.DataFrame:
+        """Every signal with its outcome: id, time, stock_code, rule, side, price, volume, outcome, message."""
+        return self.store.signals_frame()
+
+    def issues(self) -> pd.DataFrame:
+        """Bad input met (bad ticks, broker disagreements): time, kind, stock_code, message."""
+        return self.store.issues_frame()
+
+    def thread(self, name: str) -> ManagedThread:
+        """The current thread object of ``name`` (a restart replaces it)."""
+        if name == "watchdog" and self._watchdog_thread is not None:
+            return self._watchdog_thread
+        return self._threads[name]
+
+
+__all__ = ["BUSINESS_THREADS", "Engine", "ThreadState"]

@@ -1,0 +1,92 @@
+"""Logging for a headless engine: a rotating file per process, old files cleaned up, account ids masked.
+
+Library code never configures logging on import; the CLI (or a notebook) calls :func:`setup_logging`.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from miniqmt_lab.config import Settings
+from miniqmt_lab.engine.interfaces import mask_account
+
+LOG_NAME = "miniqmt_lab.log"
+FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
+MAX_BYTES = 10 * 1024 * 1024
+BACKUPS = 20
+
+
+class AccountMaskFilter(logging.Filter):
+    """Replaces every account id in a record's message (and traceback) by its masked form."""
+
+    def __init__(self, accounts: Iterable[str]) -> None:
+        super().__init__()
+        self._pairs = [(a, mask_account(a)) for a in accounts if a and len(a) > 2]
+
+    def _mask(self, text: str) -> str:
+        for account, masked in self._pairs:
+            text = text.replace(account, masked)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._pairs:
+            return True
+        message = record.getMessage()
+        masked = self._mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._mask(record.exc_text)
+        return True
+
+
+def cleanup_old_logs(log_dir: Path, retention_days: int, now: float | None = None) -> list[Path]:
+    """Delete ``*.log*`` files in ``log_dir`` not modified for ``retention_days``; returns them."""
+    cutoff = (time.time() if now is None else now) - retention_days * 86400
+    removed = []
+    for file in log_dir.glob("*.log*"):
+        try:
+            if file.is_file() and file.stat().st_mtime < cutoff:
+                file.unlink()
+                removed.append(file)
+        except OSError:  # a file another process rotates away is not ours to worry about
+            continue
+    return removed
+
+
+def setup_logging(settings: Settings, *, console: bool = True, level: int = logging.INFO) -> Path:
+    """Log to ``<log_dir>/miniqmt_lab.log`` (rotating) and optionally the console; returns the file.
+
+    Calling it again replaces the handlers it installed before.
+    """
+    log_dir = Path(settings.paths.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    removed = cleanup_old_logs(log_dir, settings.paths.log_retention_days)
+    mask = AccountMaskFilter([settings.qmt.account_id])
+    formatter = logging.Formatter(FORMAT)
+    file = log_dir / LOG_NAME
+    handlers: list[logging.Handler] = [
+        logging.handlers.RotatingFileHandler(file, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
+    ]
+    if console:
+        handlers.append(logging.StreamHandler())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_miniqmt", False)]:
+        root.removeHandler(old)
+        old.close()
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(mask)
+        handler._miniqmt = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level)
+    if removed:
+        logging.getLogger(__name__).info("removed %d log file(s) older than %d days", len(removed),
+                                         settings.paths.log_retention_days)
+    return file
