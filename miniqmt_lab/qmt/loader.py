@@ -26,7 +26,7 @@ from miniqmt_lab.errors import QmtUnavailable
 CLIENT_DOWN_MARK = "无法连接xtquant服务"
 """Start of the plain Exception every xtdata call raises when no client is running."""
 
-NOT_INSTALLED = "xtquant is not installed: pip install xtquant on the QMT Windows machine (see docs/going-live.md)"
+NOT_INSTALLED = "xtquant is not installed: pip install xtquant on the QMT Windows machine (README: Going live)"
 CLIENT_DOWN = "the QMT client is not running: start miniQMT (极简模式), log in, then try again"
 USERDATA_HINT = r"the client's userdata_mini folder, e.g. D:\国金QMT交易端\userdata_mini"
 

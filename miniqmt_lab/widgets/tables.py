@@ -1,0 +1,200 @@
+"""Live tables of one engine (positions, trades, signals) and the manual order form.
+
+The views render whatever :class:`EngineWatch` holds; they keep no rows of their own. The order
+form sends through ``engine.buy`` / ``engine.sell`` on the command worker and shows the engine's
+typed errors as one line under the form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import ipywidgets as w
+import pandas as pd
+
+from miniqmt_lab.widgets._html import (
+    GAIN,
+    LOSS,
+    MUTED,
+    Column,
+    fmt_bool,
+    fmt_int,
+    fmt_number,
+    fmt_ratio,
+    fmt_time,
+    gain_colour,
+    message_html,
+    render_table,
+)
+from miniqmt_lab.widgets._poll import EngineLike, EngineWatch
+from miniqmt_lab.widgets._runner import CommandRunner
+
+POSITION_COLUMNS = (
+    Column("stock_code", "code", left=True),
+    Column("stock_name", "name", left=True),
+    Column("volume", "volume", fmt_int),
+    Column("available", "available", fmt_int),
+    Column("cost", "cost", lambda v: fmt_number(v, 3)),
+    Column("price", "price", fmt_number),
+    Column("market_value", "market value", fmt_number),
+    Column("profit_ratio", "profit", fmt_ratio, gain_colour),
+    Column("tp_done", "tp", fmt_bool),
+    Column("high", "high", fmt_number),
+    Column("stop_loss_price", "stop loss", fmt_number),
+    Column("dynamic_exit_level", "dynamic exit", fmt_number),
+    Column("next_grid_price", "next grid", fmt_number),
+    Column("grid_k", "grid k", fmt_int),
+)
+
+TRADE_COLUMNS = (
+    Column("time", "time", fmt_time, left=True),
+    Column("stock_code", "code", left=True),
+    Column("side", "side", str, lambda v: f"color: {GAIN if v == 'BUY' else LOSS}", left=True),
+    Column("price", "price", fmt_number),
+    Column("volume", "volume", fmt_int),
+    Column("amount", "amount", fmt_number),
+    Column("commission", "fees", fmt_number),
+    Column("rule", "rule", left=True),
+)
+
+SIGNAL_COLUMNS = (
+    Column("time", "time", fmt_time, left=True),
+    Column("stock_code", "code", left=True),
+    Column("rule", "rule", left=True),
+    Column("side", "side", left=True),
+    Column("price", "price", fmt_number),
+    Column("volume", "volume", fmt_int),
+    Column("outcome", "outcome", left=True),
+    Column("message", "why", left=True),
+)
+
+
+def _signal_row_style(row: pd.Series) -> str:
+    outcome = str(row.get("outcome", ""))
+    if outcome == "executed":
+        return "background: #eef8ee"
+    if outcome in {"pending", "submitted"}:  # still on its way
+        return ""
+    return f"color: {MUTED}"  # not executed: auto trading off, stale, duplicate, rejected, timeout...
+
+
+def positions_html(frame: pd.DataFrame | None) -> str:
+    return render_table(frame, POSITION_COLUMNS, empty="no positions", css_class="mq-positions-table")
+
+
+def trades_html(frame: pd.DataFrame | None, limit: int) -> str:
+    latest = None if frame is None else frame.tail(limit).iloc[::-1]
+    return render_table(latest, TRADE_COLUMNS, empty="no trades yet", css_class="mq-trades-table")
+
+
+def signals_html(frame: pd.DataFrame | None, limit: int) -> str:
+    latest = None if frame is None else frame.tail(limit).iloc[::-1]
+    return render_table(
+        latest, SIGNAL_COLUMNS, empty="no signals yet", css_class="mq-signals-table", row_style=_signal_row_style
+    )
+
+
+class _TableView(w.VBox):
+    """An HTML table re-rendered from one trait of the watch whenever that trait changes."""
+
+    def __init__(
+        self, watch: EngineWatch, trait_name: str, render: Callable[[pd.DataFrame | None], str], css_class: str
+    ) -> None:
+        self.watch = watch
+        self._trait_name = trait_name
+        self._render = render
+        self.html = w.HTML(render(getattr(watch, trait_name)))
+        super().__init__([self.html])
+        self.add_class(css_class)
+        watch.observe(self._changed, names=trait_name)
+
+    def _changed(self, change: dict[str, Any]) -> None:
+        self.html.value = self._render(change["new"])
+
+    def close(self) -> None:
+        if self.comm is not None:  # ipywidgets calls close() again on garbage collection
+            self.watch.unobserve(self._changed, names=self._trait_name)
+        super().close()
+
+
+class PositionsView(_TableView):
+    def __init__(self, watch: EngineWatch) -> None:
+        super().__init__(watch, "positions", positions_html, "mq-positions")
+
+
+class TradesView(_TableView):
+    """Latest trades first."""
+
+    def __init__(self, watch: EngineWatch, limit: int = 200) -> None:
+        super().__init__(watch, "trades", lambda frame: trades_html(frame, limit), "mq-trades")
+
+
+class SignalsView(_TableView):
+    """Every detected signal, latest first, with what became of it (executed, or why not)."""
+
+    def __init__(self, watch: EngineWatch, limit: int = 200) -> None:
+        super().__init__(watch, "signals", lambda frame: signals_html(frame, limit), "mq-signals")
+
+
+class OrderForm(w.VBox):
+    """Manual buy/sell through ``engine.buy`` / ``engine.sell`` (recorded with rule ``manual``).
+
+    Volume 0 on a buy means "size by amount"; price 0 means the latest price.
+    """
+
+    def __init__(self, engine: EngineLike, runner: CommandRunner) -> None:
+        self.engine = engine
+        self.runner = runner
+        self.code = w.Text(description="code", placeholder="600000.SH")
+        self.side = w.ToggleButtons(options=["BUY", "SELL"], value="BUY", description="side")
+        self.volume = w.IntText(value=0, description="volume")
+        self.amount = w.FloatText(value=0.0, description="amount ¥")
+        self.price = w.FloatText(value=0.0, description="price", tooltip="0: latest price")
+        self.submit = w.Button(description="Place order", button_style="warning", icon="paper-plane")
+        self.message = w.HTML("")
+        self.submit.add_class("mq-order-submit")
+        self.message.add_class("mq-order-message")
+        self.submit.on_click(lambda _: self.place())
+        self.side.observe(self._side_changed, names="value")
+        super().__init__(
+            [w.HBox([self.code, self.side]), w.HBox([self.volume, self.amount, self.price]), self.submit, self.message]
+        )
+        self.add_class("mq-order-form")
+
+    def _side_changed(self, change: dict[str, Any]) -> None:
+        # a sell is always by volume; an amount is only meaningful for a buy
+        self.amount.disabled = change["new"] == "SELL"
+
+    def _show(self, level: str, text: str) -> None:
+        self.message.value = message_html(level, text)
+
+    def place(self) -> Future[Any] | None:
+        """Send the form's order on the command worker; None when the form is incomplete (said why)."""
+        code = self.code.value.strip()
+        if not code:
+            self._show("error", "enter a stock code, e.g. 600000.SH")
+            return None
+        volume = int(self.volume.value or 0)
+        price = float(self.price.value) if self.price.value else None
+        if self.side.value == "BUY":
+            amount = float(self.amount.value) if self.amount.value else None
+            if volume <= 0 and amount is None:
+                self._show("error", "a buy needs a volume or an amount")
+                return None
+            label = f"BUY {code} " + (f"{volume} shares" if volume > 0 else f"for ¥{amount:,.0f}")
+
+            def send() -> str:
+                return self.engine.buy(code, volume if volume > 0 else None, amount=amount, price=price)
+
+        else:
+            if volume <= 0:
+                self._show("error", "a sell needs a volume")
+                return None
+            label = f"SELL {code} {volume} shares"
+
+            def send() -> str:
+                return self.engine.sell(code, volume, price=price)
+
+        return self.runner.submit(label, send, self._show, done=lambda order_id: f"{label}: order {order_id} sent")
