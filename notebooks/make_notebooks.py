@@ -123,8 +123,8 @@ def live_control() -> list:
             "# Live control\n\n"
             "The control panel of one engine. Here it is a **paper** engine replaying synthetic bars with auto "
             "trading on: press **Start** and watch positions open, trades and signals fill in, and the threads "
-            "beat; press **Stop** to end the session (a stopped engine is restarted by creating a new one, which "
-            "restores its book from the database).\n\n" + SAMPLE_NOTE
+            "beat; press **Stop** to end the session and **Start** to run the same engine again (it restores its "
+            "book from the database and goes on where it stopped).\n\n" + SAMPLE_NOTE
         ),
         new_code_cell(
             "import tempfile\n"

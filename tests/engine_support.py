@@ -83,12 +83,18 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "
 
 
 class GatedFeed:
-    """A replay feed that delivers a round only when the test allows it (``step``)."""
+    """A replay feed that delivers a round only when the test allows it (``step``).
+
+    A round delivered again needs no permit: after a restart the replay resumes with the round it
+    delivered last, which the engine skips when it had finished it.
+    """
 
     def __init__(self, replay: ReplayFeed) -> None:
         self.replay = replay
         self.clock = replay.clock
+        self.bars = replay.bars  # MACD entries come from the replayed bars
         self._permits = threading.Semaphore(0)
+        self._delivered = 0  # rounds let through so far
 
     def step(self, engine: Engine, rounds: int = 1, timeout: float = 10.0) -> None:
         """Deliver ``rounds`` more rounds and wait until the engine has processed them."""
@@ -97,13 +103,18 @@ class GatedFeed:
             self._permits.release()
         wait_for(lambda: engine.trader.stats.rounds >= target, timeout, f"round {target}")
 
+    def open(self) -> None:
+        self.replay.open()
+
     def watch(self, codes: Sequence[str]) -> None:
         self.replay.watch(codes)
 
     def next_round(self, timeout: float) -> TickRound | None:
-        if not self._permits.acquire(timeout=timeout):
+        if self.replay.position >= self._delivered and not self._permits.acquire(timeout=timeout):
             return None
-        return self.replay.next_round(timeout)
+        rnd = self.replay.next_round(timeout)
+        self._delivered = max(self._delivered, self.replay.position)
+        return rnd
 
     def finished(self) -> bool:
         return self.replay.finished()
@@ -121,6 +132,9 @@ class FlakyFeed:
         self.bars = replay.bars  # MACD entries come from the replayed bars
         self.failing = failing
         self.calls = 0
+
+    def open(self) -> None:
+        self.replay.open()
 
     def watch(self, codes: Sequence[str]) -> None:
         self.replay.watch(codes)

@@ -124,10 +124,14 @@ def test_orders_outside_trading_time_and_on_a_stopped_engine(tmp_path):
     finally:
         engine.stop()
     engine.stop()  # idempotent
-    with pytest.raises(EngineNotRunning):
+    with pytest.raises(EngineNotRunning, match="the engine is stopped: start it"):
         engine.sell(CODE, 100, price=10.0)
-    with pytest.raises(EngineNotRunning):
-        engine.start()
+    engine.start()  # a stopped engine starts again and takes orders
+    try:
+        with pytest.raises(OutsideTradingTime):
+            engine.buy(CODE, 100, price=10.0)
+    finally:
+        engine.stop()
 
 
 def test_bad_ticks_are_logged_recorded_and_skipped(tmp_path):

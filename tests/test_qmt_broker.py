@@ -444,6 +444,32 @@ def test_close_is_idempotent_and_stops_pushes(settings, qmt):
         broker.submit(buy(100))
 
 
+def test_connect_after_close_opens_a_new_trader_and_keeps_tracking_earlier_orders(settings, qmt):
+    broker = QmtBroker(settings, modules=qmt)
+    broker.connect()
+    resting = broker.submit(buy(1000, 9.5, signal="before"))  # rests below the market
+    collect(broker, lambda ev: any(isinstance(e, OrderUpdate) and e.status is OrderStatus.REPORTED for e in ev))
+    broker.close()
+    assert not broker.status().connected and not broker.status().details["pump_alive"]
+
+    broker.connect()
+    try:
+        assert [t.connected for t in qmt.traders] == [False, True]
+        status = broker.status()
+        assert status.connected and status.details["pump_alive"] and status.message == "connected (session 4242)"
+        collect(broker, lambda ev: ConnectionChanged(True, "connected (session 4242)") in ev)
+
+        qmt.market.set_price(CODE, 9.4)  # the order sent before the close fills now
+        events = collect(broker, final_update(resting))
+        fills = [(f.order_id, f.volume, f.signal_id) for f in events if isinstance(f, Fill)]
+        assert fills == [(resting, 1000, "before")]
+        order_id = broker.submit(buy(100, 9.6, signal="after"))
+        events = collect(broker, final_update(order_id))
+        assert [f.signal_id for f in events if isinstance(f, Fill)] == ["after"]
+    finally:
+        broker.close()
+
+
 def test_pure_helpers():
     assert order_status(52) is OrderStatus.PARTIAL
     assert order_status(53) is OrderStatus.PARTIAL_CANCELLED

@@ -53,6 +53,9 @@ class MirroringFeed:
         self.market = market
         self.clock = replay.clock  # the engine runs on the replay's clock
 
+    def open(self) -> None:
+        self.replay.open()
+
     def watch(self, codes: Sequence[str]) -> None:
         self.replay.watch(codes)
 

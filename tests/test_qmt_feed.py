@@ -89,6 +89,17 @@ def test_watch_nothing_and_close(feed):
     assert time.monotonic() - started < 0.5
 
 
+def test_open_after_close_delivers_the_latest_ticks_again(qmt, feed):
+    qmt.market.set_price(SPDB, 10.2, time=at(10, 0, 3))
+    feed.watch([SPDB])
+    assert [t.price for t in feed.next_round(1.0).ticks] == [10.2]
+    feed.close()
+    assert feed.next_round(1.0) is None
+    feed.open()  # an engine started again: its book has no prices yet
+    assert [t.price for t in feed.next_round(1.0).ticks] == [10.2]
+    assert feed.next_round(0.05) is None  # then each tick once, as before
+
+
 def test_client_going_away_costs_rounds_not_the_feed(qmt, feed, caplog):
     caplog.set_level(logging.INFO, logger="miniqmt_lab.qmt.feed")
     qmt.market.set_price(SPDB, 10.1, time=at(10, 0))

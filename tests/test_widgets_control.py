@@ -176,6 +176,13 @@ def test_panel_shows_paper_state_and_start_stop_reach_engine(panel: EngineContro
     assert panel.runner.wait(5)
     assert paper.calls[-1] == ("stop",)
     wait_for(lambda: "STOPPED" in panel.status.value)
+    assert not panel.start_button.disabled and panel.stop_button.disabled
+
+    panel.start_button.click()  # Stop then Start runs the same engine again
+    assert panel.runner.wait(5)
+    assert paper.calls == [("start",), ("stop",), ("start",)]
+    wait_for(lambda: "RUNNING" in panel.status.value)
+    assert panel.start_button.disabled and not panel.stop_button.disabled
 
 
 def test_paper_auto_trading_toggle_needs_no_confirmation(panel: EngineControlPanel, paper: FakeEngine) -> None:

@@ -70,11 +70,30 @@ def test_start_trade_manual_order_and_stop_through_the_panel(tmp_path) -> None:
         panel.stop_button.click()
         assert panel.runner.wait(20)
         assert not engine.running
-        wait_for(lambda: "STOPPED" in panel.status.value)
+        wait_for(lambda: "STOPPED" in panel.status.value and "disconnected" in panel.status.value)
+        assert not panel.start_button.disabled and panel.stop_button.disabled
+        stopped_at = panel.watch.version
 
-        panel.start_button.click()  # a stopped engine does not restart: said in the panel, not raised
+        panel.start_button.click()  # the same engine runs again, its book restored from the database
+        assert panel.runner.wait(20)
+        assert engine.running
+        wait_for(lambda: "RUNNING" in panel.status.value and panel.watch.version > stopped_at)
+        assert "start engine: done" in panel.message.value
+        assert panel.start_button.disabled and not panel.stop_button.disabled
+        assert panel.auto.value is True and "disconnected" not in panel.status.value
+        assert code in panel.positions.html.value
+        assert "manual" in panel.trades.html.value
+
+        form.price.value = float(engine.positions().set_index("stock_code").loc[code, "cost"])
+        form.submit.click()  # orders work on the restarted engine
         assert panel.runner.wait(10)
-        assert "EngineNotRunning" in panel.message.value
+        assert "sent" in form.message.value, form.message.value
+        wait_for(lambda: len(engine.trades()) == trades_before + 2)
+        assert engine.trades()["rule"].iloc[-1] == "manual"
+
+        panel.stop_button.click()
+        assert panel.runner.wait(20)
+        wait_for(lambda: "STOPPED" in panel.status.value)
     finally:
         panel.close()
         engine.stop()

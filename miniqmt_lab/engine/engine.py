@@ -9,6 +9,10 @@ follows the engine's T+1 days and survives restarts.
 Threads (intervals from ``settings.engine``): ``monitor`` (tick rounds and broker sync), ``strategy``
 (executes signals), ``events`` (broker events), ``data`` (watch list, entry history), ``sync``
 (SQLite backstop), and the ``watchdog`` restarting any of them that dies.
+
+An engine runs any number of times: ``stop`` closes what a run uses (threads, call runner, database,
+journal, feed, broker) and ``start`` after it rebuilds them (:meth:`Engine._open_run`), the trader
+restored from SQLite exactly as a new engine would be.
 """
 
 from __future__ import annotations
@@ -77,23 +81,37 @@ class Engine:
         self._version = 0
         self._version_lock = threading.Lock()
         self._lifecycle = threading.Lock()
-        self._phase = "new"  # new -> running -> stopped
-        self._runner = CallRunner(e.call_timeout, workers=8)
-        self.store = Store(self.database_path)
+        self._phase = "new"  # new -> running -> stopped -> (start) running -> stopped ...
         self._lock = DatabaseLock(self.database_path)
-        self._threads: dict[str, ManagedThread] = {}
-        self._watchdog_thread: ManagedThread | None = None
-        self.trader = Trader(
+        self._entries = make_entries(entries, self.feed, self.settings.data_path, e.entry, self._watch_codes)
+        self._open_run(auto_trading=e.auto_trading)
+
+    def _open_run(self, *, auto_trading: bool) -> None:
+        """Build what one run uses and ``stop`` closes: the call runner, the database, the trader with
+        book, cash and processed-signal memory restored from it, and a watchdog over no threads yet."""
+        e = self.settings.engine
+        runner = CallRunner(e.call_timeout, workers=8)
+        store = Store(self.database_path)
+        trader = Trader(
             self.settings,
             broker=self.broker,
             feed=self.feed,
             clock=self.clock,
-            store=self.store,
-            entries=make_entries(entries, self.feed, self.settings.data_path, e.entry, self._watch_codes),
-            runner=self._runner,
+            store=store,
+            entries=self._entries,
+            runner=runner,
             on_change=self._bump,
         )
-        self.interrupted = self.trader.restore()
+        try:
+            interrupted = trader.restore()
+        except BaseException:
+            store.close()
+            runner.close()
+            raise
+        trader.auto_trading = auto_trading
+        self._runner, self.store, self.trader, self.interrupted = runner, store, trader, interrupted
+        self._threads: dict[str, ManagedThread] = {}
+        self._watchdog_thread: ManagedThread | None = None
         self._watchdog = Watchdog(
             lambda: dict(self._threads), self._restart, cooldown=e.restart_cooldown, stuck_after=self._stuck_after
         )
@@ -119,18 +137,23 @@ class Engine:
         return self._phase == "running"
 
     def start(self) -> None:
-        """Connect the broker and start the threads. Idempotent while running."""
+        """Connect the broker, open the feed and start the threads. Idempotent while running.
+
+        After :meth:`stop` it starts again: book, cash and processed-signal memory restored from the
+        database, a new session journal, fresh threads, the broker connected again; auto trading
+        stays as it was set.
+        """
         with self._lifecycle:
             if self._phase == "running":
                 return
-            if self._phase == "stopped":
-                raise EngineNotRunning(
-                    "a stopped engine cannot start again: create a new Engine (it restores its book)"
-                )
             self._lock.acquire()
             try:
+                if self._phase == "stopped":
+                    self._open_run(auto_trading=self.trader.auto_trading)
+                    self._phase = "new"
                 self._runner.call("broker.connect", self.broker.connect)
                 self.trader.broker_status = self._runner.call("broker.status", self.broker.status)
+                self._runner.call("feed.open", self.feed.open)
             except BaseException:
                 self._lock.release()
                 raise
@@ -159,7 +182,8 @@ class Engine:
         self._bump()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop accepting commands, stop the watchdog and the threads, close the stores. Idempotent."""
+        """Stop accepting commands, stop the watchdog and the threads, close the feed, the broker and the
+        stores. Idempotent; :meth:`start` runs the engine again."""
         with self._lifecycle:
             if self._phase == "stopped":
                 return
@@ -175,6 +199,9 @@ class Engine:
                     self._runner.call(what, call, timeout=max(0.1, deadline - time.monotonic()))
                 except Exception as exc:  # closing is best effort; the records are safe already
                     log.warning("%s failed: %s", what, exc)
+            self.trader.broker_status = dataclasses.replace(
+                self.trader.broker_status, connected=False, message="closed: the engine stopped"
+            )
             self._runner.close()
             if self.trader.journal is not None:
                 self.trader.journal.close()
@@ -291,7 +318,7 @@ class Engine:
 
     def _require_running(self) -> None:
         if self._phase != "running":
-            raise EngineNotRunning(f"the engine is {self._phase}: orders need a running engine")
+            raise EngineNotRunning(f"the engine is {self._phase}: start it before placing orders")
 
     # -- views ------------------------------------------------------------------------------------
 
@@ -304,8 +331,8 @@ class Engine:
             for name, t in threads.items()
         )
 
-    def _broker_status(self) -> BrokerStatus:
-        status = dataclasses.replace(self.trader.broker_status)
+    def _broker_status(self, trader: Trader) -> BrokerStatus:
+        status = dataclasses.replace(trader.broker_status)
         account = self.settings.qmt.account_id
         status.account = mask_account(account) if account else status.account
         return status
@@ -318,22 +345,22 @@ class Engine:
 
     def snapshot(self) -> EngineSnapshot:
         version = self._version
-        book = self.trader.book
-        with book.lock:
-            views = position_views(book, self.trader.params)
-            cash = book.cash
+        trader = self.trader  # a restart replaces it: read one run's facts
+        with trader.book.lock:
+            views = position_views(trader.book, trader.params)
+            cash = trader.book.cash
         return EngineSnapshot(
             version=version,
             time=self._clock_time(),
             mode=self.mode,
-            auto_trading=self.trader.auto_trading,
+            auto_trading=trader.auto_trading,
             running=self.running,
             cash=cash,
             total_asset=cash + sum(v.market_value for v in views),
             positions=views,
             threads=self._thread_health(),
-            broker=self._broker_status(),
-            last_error=self.trader.last_error,
+            broker=self._broker_status(trader),
+            last_error=trader.last_error,
         )
 
     def status(self) -> dict[str, Any]:
@@ -351,7 +378,8 @@ class Engine:
         return out
 
     def positions(self) -> pd.DataFrame:
-        return positions_frame(position_views(self.trader.book, self.trader.params))
+        trader = self.trader
+        return positions_frame(position_views(trader.book, trader.params))
 
     def trades(self) -> pd.DataFrame:
         """Every fill, columns ``TRADE_COLUMNS``, sorted by time then processing order."""

@@ -64,6 +64,13 @@ class Clock(Protocol):
 
 
 class Feed(Protocol):
+    """A source of tick rounds. The engine calls ``open`` at every start and ``close`` at every stop,
+    so one feed serves an engine that is stopped and started again."""
+
+    def open(self) -> None:
+        """Get ready to deliver: called at every start, so after a ``close`` too (a restart)."""
+        ...
+
     def watch(self, codes: Sequence[str]) -> None:
         """Set the codes whose prices the feed delivers (held stocks and the stock pool)."""
         ...
@@ -76,7 +83,9 @@ class Feed(Protocol):
         """True when a finite stream (replay) has delivered its last round; always False live."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop delivering; a waiting ``next_round`` returns None at once."""
+        ...
 
 
 # -- orders and broker events -------------------------------------------------------------------
@@ -201,7 +210,8 @@ class Broker(Protocol):
     events: queue.Queue[BrokerEvent]
 
     def connect(self) -> None:
-        """Connect or raise a typed error (``QmtUnavailable`` for a missing client)."""
+        """Connect or raise a typed error (``QmtUnavailable`` for a missing client); after ``close``
+        it connects again (the engine calls it at every start)."""
         ...
 
     def close(self) -> None: ...

@@ -204,6 +204,9 @@ class ReplayFeed:
     """A finite tick stream that moves its :class:`ReplayClock` to each round's time on delivery.
 
     Pass ``clock=feed.clock`` to the engine (or leave ``clock`` out: the engine takes it from here).
+    Closed and opened again (an engine stopped and started), it goes on from the round it delivered
+    last: the engine may have stopped inside that round, and skips the ticks of it that it handled
+    (its stored progress), so every tick is handled once.
     """
 
     def __init__(self, table: TickTable, *, clock: ReplayClock | None = None, bars: pd.DataFrame | None = None) -> None:
@@ -212,6 +215,8 @@ class ReplayFeed:
         self.clock = clock if clock is not None else ReplayClock()
         self._lock = threading.Lock()
         self._next = 0
+        self._last = -1  # index of the round delivered last
+        self._closed = False
         first = table.round_time(0) if table.n_rounds else None
         self.clock.bind(self.pending, first)
 
@@ -240,11 +245,18 @@ class ReplayFeed:
 
     @property
     def position(self) -> int:
-        """Rounds delivered so far."""
+        """Index of the next round to deliver."""
         return self._next
 
     def pending(self) -> bool:
-        return self._next < self.table.n_rounds
+        """Rounds are left and the feed is open: the clock does not wait between rounds."""
+        return not self._closed and self._next < self.table.n_rounds
+
+    def open(self) -> None:
+        with self._lock:
+            if self._closed:
+                self._closed = False
+                self._next = max(self._last, 0)
 
     def watch(self, codes: Sequence[str]) -> None:
         # a replay delivers every stock of its stream; the watch list only matters to live feeds
@@ -252,19 +264,20 @@ class ReplayFeed:
 
     def next_round(self, timeout: float) -> TickRound | None:
         with self._lock:
-            if self._next >= self.table.n_rounds:
+            if self._closed or self._next >= self.table.n_rounds:
                 return None
             rnd = self.table.round_at(self._next)
+            self._last = self._next
             self._next += 1
         self.clock.advance_to(rnd.time)
         return rnd
 
     def finished(self) -> bool:
-        return not self.pending()
+        return self._next >= self.table.n_rounds
 
     def close(self) -> None:
         with self._lock:
-            self._next = self.table.n_rounds
+            self._closed = True
 
 
 class IdleFeed:
@@ -272,6 +285,9 @@ class IdleFeed:
 
     def __init__(self) -> None:
         self._closed = threading.Event()
+
+    def open(self) -> None:
+        self._closed.clear()
 
     def watch(self, codes: Sequence[str]) -> None:
         return None

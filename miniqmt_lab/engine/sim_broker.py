@@ -5,8 +5,9 @@ what a real broker refuses (no cash, not available, bad price), fills every acce
 at the order's price and reports everything on ``events``: an accepted update, the fill, the final
 update, in that order, like a real broker's callbacks.
 
-Attached to an engine (``attach``) it follows the engine's clock for T+1 and rebuilds its ledger
-from the engine's trade records, so after a restart the venue and the book agree.
+Attached to an engine (``attach``, at every start) it follows the engine's clock for T+1 and rebuilds
+its ledger from the engine's trade records, so after a restart (a new engine, or the same one stopped
+and started: ``connect`` after ``close`` works) the venue and the book agree.
 """
 
 from __future__ import annotations

@@ -204,12 +204,18 @@ class Trader:
         return interval if processed else 0.0  # rounds handled before a restart are skipped without a pause
 
     def process_round(self, rnd: TickRound) -> bool:
-        """Parity steps 2-8 on one round; False when the round was handled before a restart."""
+        """Parity steps 2-8 on one round; False when the round was handled before a restart.
+
+        A tick is marked handled (``book.progress``) once its decision is carried out. When the engine
+        stops mid-round, the round ends at the tick in hand, unmarked: its order may have been refused
+        as the engine was stopping, so a restart evaluates it and the rest of the round again.
+        """
         started = time.perf_counter()
         with self.book.lock:
             progress = self.book.progress
         if progress is not None and (rnd.time, END_OF_ROUND) <= progress:
-            if not self.stats.skipped_ticks:
+            # the round in progress at the last stop comes again when a replay resumes: expected
+            if rnd.time < progress[0] and not self.stats.skipped_ticks:
                 log.warning(
                     "rounds up to %s were handled before (database %s): skipping them; use another database"
                     " to replay an earlier period", progress[0], self.store.path,
@@ -220,23 +226,20 @@ class Trader:
         journal_rows = []
         texts: dict[dt.datetime, str] = {}  # the ticks of a round share one or two times
         for tick in sorted(rnd.ticks, key=lambda t: t.code):
-            for moment in (tick.time, tick.trade_time):
-                if moment not in texts:
-                    texts[moment] = local_text(moment)
-            journal_rows.append(
-                (texts[tick.time], texts[tick.trade_time], str(tick.code), _journal_price(tick.price),
-                 int(tick.bar_close), _journal_price(tick.prev_close))
-            )
             if progress is not None and (rnd.time, tick.code) <= progress:
                 self.stats.skipped_ticks += 1
-                continue
-            self.process_tick(tick, rnd.time)
-            self.book.mark_progress(rnd.time, tick.code)
-        self.book.mark_progress(rnd.time, END_OF_ROUND)
+            else:
+                self.process_tick(tick, rnd.time)
+                if not self.accepting:
+                    break
+                self.book.mark_progress(rnd.time, tick.code)
+            journal_rows.append(_journal_row(tick, texts))
+        else:
+            self.book.mark_progress(rnd.time, END_OF_ROUND)
+            self.stats.rounds += 1
         if self.journal is not None:
             self.journal.append(journal_rows)
-        self.stats.rounds += 1
-        self.stats.ticks += len(rnd.ticks)
+        self.stats.ticks += len(journal_rows)
         self.stats.busy_seconds += time.perf_counter() - started
         return True
 
@@ -623,6 +626,15 @@ def _buy_volume(code: str, volume: object, amount: object, price: float) -> int:
 
 def _journal_price(value: float) -> float | None:
     return float(value) if isinstance(value, float | int) and math.isfinite(value) else None
+
+
+def _journal_row(tick: Tick, texts: dict[dt.datetime, str]) -> tuple[str, str, str, float | None, int, float | None]:
+    """The journal's record of ``tick``; ``texts`` caches the stored text of the round's times."""
+    for moment in (tick.time, tick.trade_time):
+        if moment not in texts:
+            texts[moment] = local_text(moment)
+    return (texts[tick.time], texts[tick.trade_time], str(tick.code), _journal_price(tick.price),
+            int(tick.bar_close), _journal_price(tick.prev_close))
 
 
 _NO_ACTION_MESSAGES = {

@@ -14,6 +14,11 @@ Threads and their jobs:
   never blocks the engine longer than that.
 
 Rejected orders are recorded in :attr:`QmtBroker.rejected` and never sent again.
+
+``close`` stops the trader, the pump and any reconnect; ``connect`` after it creates, starts and
+subscribes a new trader (an engine stopped and started again). What the adapter knows of its orders
+is kept, so pushes for an order sent before the close are still reported with its signal; fills
+made while closed are not replayed: the engine's broker sync adopts the positions and cash.
 """
 
 from __future__ import annotations
@@ -178,6 +183,7 @@ class _Pump:
         self._raw = raw
         self._handle = handle
         self._stop = threading.Event()
+        self._stop.set()  # set while no loop runs
         self._thread: threading.Thread | None = None
         self.state = "new"
         self.heartbeat = 0.0
@@ -185,10 +191,11 @@ class _Pump:
         self.failures = 0
 
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        if not self._stop.is_set() and self.alive:
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="qmt-events", daemon=True)
+        # each run has its own stop Event: starting again cannot revive a loop whose stop() timed out
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(self._stop,), name="qmt-events", daemon=True)
         self.state = "running"
         self._thread.start()
 
@@ -198,7 +205,7 @@ class _Pump:
             return
         self.state = "stopping"
         self._stop.set()
-        self._raw.put(("", None))  # wakes the loop at once; it stops before handling anything else
+        self._raw.put(("", None))  # wakes the loop at once; it ends once what came before is handled
         if thread is not threading.current_thread():
             thread.join(timeout)
         self.state = "stopped"
@@ -207,15 +214,21 @@ class _Pump:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, stop: threading.Event) -> None:
+        # pushes queued before stop()'s wake-up are handled first, so a fill that arrived while
+        # closing is reported (the engine reads it after a restart), not dropped
+        while True:
             self.heartbeat = time.monotonic()
             try:
                 name, data = self._raw.get(timeout=0.2)
             except queue.Empty:
+                if stop.is_set():
+                    return
                 continue
-            if self._stop.is_set():
-                break
+            if not name:
+                if stop.is_set():
+                    return
+                continue  # the wake-up of an earlier stop()
             try:
                 self._handle(name, data)
                 self.handled += 1
@@ -260,7 +273,7 @@ class QmtBroker:
         self._trader: Any = None
         self._account: Any = None
         self._connected = False
-        self._closing = threading.Event()
+        self._closing = threading.Event()  # one per connection: a reconnect of a closed one sees it set
         self._reconnector: threading.Thread | None = None
         self._outages = 0
         self._message = "not connected"
@@ -291,7 +304,7 @@ class QmtBroker:
         with self._lock:
             if self._trader is not None:
                 return
-            self._closing.clear()
+            self._closing = threading.Event()
             xt = resolve(self._modules)
             callback = make_callback(xt.xttrader.XtQuantTraderCallback, self._raw.put)
             qmt = self.settings.qmt
@@ -594,7 +607,9 @@ class QmtBroker:
             self._connected = False
             self._outages += 1
             self._message = "disconnected from the QMT client; reconnecting"
-            self._reconnector = threading.Thread(target=self._reconnect, name="qmt-reconnect", daemon=True)
+            self._reconnector = threading.Thread(
+                target=self._reconnect, args=(self._closing,), name="qmt-reconnect", daemon=True
+            )
             self._reconnector.start()
         log.warning("QMT client disconnected (outage %d); reconnecting", self._outages)
         self._emit(ConnectionChanged(False, self._message))
@@ -603,11 +618,12 @@ class QmtBroker:
         self._emit(ConnectionChanged(True, message))
 
     # -- reconnecting ------------------------------------------------------------------------------
-    def _reconnect(self) -> None:
-        """Connect and subscribe again with exponential backoff, then replay what was missed."""
+    def _reconnect(self, closing: threading.Event) -> None:
+        """Connect and subscribe again with exponential backoff, then replay what was missed; ends
+        without effect once ``closing`` (its connection's) is set."""
         trader, account = self._trader, self._account
         delay, attempt = self._reconnect_delay, 0
-        while not self._closing.wait(delay):
+        while not closing.wait(delay):
             attempt += 1
             delay = min(delay * 2, self._reconnect_max_delay)
             try:
@@ -621,6 +637,8 @@ class QmtBroker:
         else:
             return
         with self._lock:
+            if closing.is_set():  # closed while the last attempt ran
+                return
             self._connected = True
             self._message = f"reconnected after {attempt} attempt(s)"
         self._replay_missed(trader, account)

@@ -3,7 +3,9 @@
 Live rounds come from polling ``get_full_tick`` for the watched codes: it needs no subscription
 and no callback thread, and a poll that fails (client restarting) costs one round, not a thread.
 A tick is delivered once (a code's tick whose time has not advanced is skipped); a tick with a
-missing, NaN or non-positive price is dropped and logged.
+missing, NaN or non-positive price is dropped and logged. Opened again after ``close`` (an engine
+stopped and started), the feed starts over as a new one would: its first round carries the latest
+tick of every watched code, so the restarted engine has prices at once.
 """
 
 from __future__ import annotations
@@ -128,6 +130,11 @@ class QmtFeed:
         self.last_error = ""
 
     # -- Feed protocol -------------------------------------------------------------------------------
+    def open(self) -> None:
+        self._last_time.clear()
+        self._bad.clear()
+        self._closed.clear()
+
     def watch(self, codes: Sequence[str]) -> None:
         normalized = tuple(sorted({mkt.normalize_code(c) for c in codes}))
         with self._lock:

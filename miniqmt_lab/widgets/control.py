@@ -3,7 +3,8 @@
 Model → view: the panel observes an :class:`EngineWatch`, which refreshes from the engine's
 snapshot on a background thread whenever ``engine.version`` moves. View → model: every button
 hands its engine call to a :class:`CommandRunner`, so nothing the engine does runs on the UI
-thread. Turning auto trading on in live mode needs a second, explicit confirmation click.
+thread. Turning auto trading on in live mode needs a second, explicit confirmation click. Stop then
+Start runs the same engine again (its book restored from the database); the panel keeps observing it.
 """
 
 from __future__ import annotations
