@@ -198,6 +198,19 @@ def test_buy_then_sell_state_transitions_and_cash():
     assert cash2 == pytest.approx(cash + 12600 - fee2)
 
 
+def test_fills_with_known_fees_match_the_order_level_transitions():
+    """A broker's fills carry the fees it charged; one fill of a whole order equals apply_*_nb."""
+    st, cash, fee = R.apply_buy_nb(R.empty_holding_nb(), CASH, 10.0, 2000, R.RULE_ENTRY, F)
+    assert R.fill_buy_nb(R.empty_holding_nb(), CASH, 10.0, 2000, R.RULE_ENTRY, fee) == (st, cash)
+    st = R.roll_day_nb(st)
+    sold, cash2, fee2, realised = R.apply_sell_nb(st, cash, 10.6, 1200, R.RULE_TP_INITIAL, F)
+    assert R.fill_sell_nb(st, cash, 10.6, 1200, R.RULE_TP_INITIAL, fee2) == (sold, cash2, realised)
+    # two parts of one order: the minimum commission is paid once, by the order, not by each part
+    part1, c1 = R.fill_buy_nb(R.empty_holding_nb(), CASH, 10.0, 300, R.RULE_ENTRY, 5.2)
+    part2, c2 = R.fill_buy_nb(part1, c1, 10.0, 1700, R.RULE_MANUAL, 0.0)
+    assert part2.volume == 2000 and part2.cost == 10.0 and c2 == pytest.approx(CASH - 20000 - 5.2)
+
+
 def test_full_exit_resets_every_field():
     st = R.holding(800, 800, 10.0, base_cost=9.0, high=12.0, tp_done=True, grid_k=2)
     after, *_ = R.apply_sell_nb(st, 0.0, 11.0, 800, R.RULE_TP_DYNAMIC, F)

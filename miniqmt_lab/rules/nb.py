@@ -233,14 +233,23 @@ def apply_buy_nb(
 ) -> tuple[HoldingState, float, float]:
     """A filled buy: returns (new state, new cash, fees). Bought shares are not available until T+1."""
     fee = fees_nb(v * p, False, fees)
+    new_state, new_cash = fill_buy_nb(state, cash, p, v, rule, fee)
+    return new_state, new_cash, fee
+
+
+@njit(cache=True)
+def fill_buy_nb(
+    state: HoldingState, cash: float, p: float, v: int, rule: int, fee: float
+) -> tuple[HoldingState, float]:
+    """A buy fill whose fees are already known (one part of an order, fees as the broker charged them)."""
     new_cash = cash - v * p - fee
     if state.volume <= 0:
-        return HoldingState(v, 0, p, p, p, False, 0), new_cash, fee
+        return HoldingState(v, 0, p, p, p, False, 0), new_cash
     volume = state.volume + v
     cost = (state.cost * state.volume + p * v) / volume
     grid_k = state.grid_k + 1 if rule == RULE_GRID_BUY else state.grid_k
     high = max(state.high, p)
-    return HoldingState(volume, state.available, cost, state.base_cost, high, state.tp_done, grid_k), new_cash, fee
+    return HoldingState(volume, state.available, cost, state.base_cost, high, state.tp_done, grid_k), new_cash
 
 
 @njit(cache=True)
@@ -252,16 +261,25 @@ def apply_sell_nb(
     The cost stays; the first take-profit sets ``tp_done``; an empty holding resets every field.
     """
     fee = fees_nb(v * p, True, fees)
+    new_state, new_cash, realised = fill_sell_nb(state, cash, p, v, rule, fee)
+    return new_state, new_cash, fee, realised
+
+
+@njit(cache=True)
+def fill_sell_nb(
+    state: HoldingState, cash: float, p: float, v: int, rule: int, fee: float
+) -> tuple[HoldingState, float, float]:
+    """A sell fill whose fees are already known: (new state, new cash, realised P&L before fees)."""
     new_cash = cash + v * p - fee
     realised = (p - state.cost) * v
     volume = state.volume - v
     if volume <= 0:
-        return empty_holding_nb(), new_cash, fee, realised
+        return empty_holding_nb(), new_cash, realised
     tp_done = state.tp_done or rule == RULE_TP_INITIAL
     new_state = HoldingState(
         volume, state.available - v, state.cost, state.base_cost, state.high, tp_done, state.grid_k
     )
-    return new_state, new_cash, fee, realised
+    return new_state, new_cash, realised
 
 
 @njit(cache=True)
