@@ -26,8 +26,15 @@ from miniqmt_lab.engine.interfaces import (
 )
 from miniqmt_lab.errors import BrokerTimeout, OrderRejected, QmtUnavailable
 from miniqmt_lab.qmt import FakeQmt, QmtBroker
-from miniqmt_lab.qmt.broker import STRATEGY_NAME, fill_commission, order_remark, order_status, parse_remark
 from miniqmt_lab.qmt.fake import XtConstant
+from miniqmt_lab.qmt.translate import (
+    STRATEGY_NAME,
+    TrackedOrder,
+    fill_commission,
+    order_remark,
+    order_status,
+    parse_remark,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -367,7 +374,7 @@ def test_too_many_hung_calls_fail_fast(settings, qmt):
 
 
 def test_a_callback_that_cannot_be_handled_does_not_kill_the_pump(broker, qmt, caplog):
-    caplog.set_level(logging.ERROR, logger="miniqmt_lab.qmt.broker")
+    caplog.set_level(logging.ERROR, logger="miniqmt_lab.qmt.callbacks")
     qmt.push("on_stock_order", object())  # no fields at all
     qmt.push("on_stock_trade", None)
     order_id = broker.submit(buy(100))
@@ -481,9 +488,7 @@ def test_pure_helpers():
 
 
 def test_fill_commission_charges_the_minimum_once_per_order():
-    from miniqmt_lab.qmt.broker import _Tracked
-
-    tracked = _Tracked(CODE, Side.BUY, 1000, 10.0, "entry", "s")
+    tracked = TrackedOrder(CODE, Side.BUY, 1000, 10.0, "entry", "s")
     first = fill_commission(tracked, 3000.0, 0.0, Settings().fees)
     tracked.amount, tracked.fee_paid = 3000.0, first
     second = fill_commission(tracked, 7000.0, 0.0, Settings().fees)

@@ -1,7 +1,7 @@
 """The position book: holdings, cash, last prices and order reservations behind one lock.
 
 Every transition of a holding goes through the rule kernel (``observe_price_nb``, ``roll_day_nb``,
-``apply_buy_nb``, ``apply_sell_nb``). Volume and cash are *reserved* under the lock when an order is
+``fill_buy_nb``, ``fill_sell_nb``). Volume and cash are *reserved* under the lock when an order is
 submitted and released when the order ends, so racing orders never sell more than is available
 nor spend more than the cash.
 """
@@ -21,10 +21,10 @@ from miniqmt_lab.rules import (
     RULE_MANUAL,
     FeeParams,
     HoldingState,
-    apply_buy_nb,
-    apply_sell_nb,
     empty_holding_nb,
     fees_nb,
+    fill_buy_nb,
+    fill_sell_nb,
     holding,
     observe_price_nb,
     roll_day_nb,
@@ -89,15 +89,19 @@ def fill_transition(
     volume: int,
     rule: int,
     time: dt.datetime,
-    fees: FeeParams,
+    fee: float,
 ) -> FillResult:
-    """The holding and cash after one fill, by the kernel's apply functions."""
+    """The holding and cash after one fill, by the kernel's fill functions.
+
+    ``fee`` is what the broker charged for this fill: an order filled in parts pays its minimum
+    commission once, not once per part.
+    """
     state = position.state if position is not None else empty_holding_nb()
     if side is Side.BUY:
-        new_state, new_cash, fee = apply_buy_nb(state, cash, price, volume, rule, fees)
+        new_state, new_cash = fill_buy_nb(state, cash, price, volume, rule, fee)
         realised = 0.0
     else:
-        new_state, new_cash, fee, realised = apply_sell_nb(state, cash, price, volume, rule, fees)
+        new_state, new_cash, realised = fill_sell_nb(state, cash, price, volume, rule, fee)
     if new_state.volume <= 0:
         return FillResult(None, new_cash, fee, realised)
     if position is None or position.state.volume <= 0:

@@ -33,6 +33,7 @@ from miniqmt_lab.config import Settings
 from miniqmt_lab.engine.clock import EngineClock, WallClock
 from miniqmt_lab.engine.entries import EntrySource, make_entries
 from miniqmt_lab.engine.interfaces import Broker, BrokerStatus, Feed, Side, mask_account
+from miniqmt_lab.engine.manual import manual_order
 from miniqmt_lab.engine.replay import IdleFeed
 from miniqmt_lab.engine.sim_broker import SimBroker
 from miniqmt_lab.engine.store import DatabaseLock, Journal, Store
@@ -220,10 +221,10 @@ class Engine:
             self._threads[name].request_stop()
         self.trader.tasks.put(None)  # wakes the strategy thread at once
         self._threads["strategy"].stop(remaining())
-        self.trader.stop_tasks()  # acknowledges what the monitor may be waiting for
+        self.trader.execution.stop_tasks()  # acknowledges what the monitor may be waiting for
         self._threads["monitor"].join(remaining())
         self._threads["events"].stop(remaining())
-        self.trader.drain_events()
+        self.trader.broker_events.drain()
         for name in ("data", "sync"):
             self._threads[name].join(remaining())
         stuck = [name for name, t in self._threads.items() if t.alive]
@@ -240,11 +241,11 @@ class Engine:
             trader.last_error = f"thread {name}: {message}"
 
         if name == "monitor":
-            return ManagedThread(name, trader.monitor_step, wait=self.clock.sleep, error_delay=e.monitor_interval,
+            return ManagedThread(name, trader.monitor.step, wait=self.clock.sleep, error_delay=e.monitor_interval,
                                  on_change=self._bump, on_error=on_error)
         steps = {
-            "strategy": (trader.strategy_step, e.strategy_interval),
-            "events": (trader.events_step, EVENTS_WAIT),
+            "strategy": (trader.execution.step, e.strategy_interval),
+            "events": (trader.broker_events.step, EVENTS_WAIT),
             "data": (self._data_step, e.data_update_interval),
             "sync": (self._sync_step, e.sqlite_sync_interval),
         }
@@ -309,12 +310,12 @@ class Engine:
         of :mod:`miniqmt_lab.errors`; recorded with rule ``manual``.
         """
         self._require_running()
-        return self.trader.manual_order(Side.BUY, code, volume, amount, price)
+        return manual_order(self.trader, Side.BUY, code, volume, amount, price)
 
     def sell(self, code: str, volume: int, *, price: float | None = None) -> str:
         """Manual sell; whole lots, or the whole remaining holding. Returns the order id."""
         self._require_running()
-        return self.trader.manual_order(Side.SELL, code, volume, None, price)
+        return manual_order(self.trader, Side.SELL, code, volume, None, price)
 
     def _require_running(self) -> None:
         if self._phase != "running":

@@ -1,0 +1,83 @@
+"""Manual orders (``Engine.buy`` / ``Engine.sell``), on the caller's thread.
+
+The same path as a rule signal's order: checked, reserved in the book, recorded with rule
+``manual``, then sent through :meth:`miniqmt_lab.engine.execution.Execution.submit`. Bad input
+raises the typed errors of :mod:`miniqmt_lab.errors` before anything is reserved.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import TYPE_CHECKING
+
+from miniqmt_lab import market
+from miniqmt_lab.engine.book import PendingOrder
+from miniqmt_lab.engine.guards import Outcome
+from miniqmt_lab.engine.interfaces import Side
+from miniqmt_lab.engine.store import SignalRow
+from miniqmt_lab.errors import (
+    EngineNotRunning,
+    InsufficientPosition,
+    InvalidPrice,
+    InvalidVolume,
+    OutsideTradingTime,
+    PriceLimitBreached,
+)
+from miniqmt_lab.rules import LOT, RULE_MANUAL
+
+if TYPE_CHECKING:
+    from miniqmt_lab.engine.trading import Trader
+
+
+def manual_order(trader: Trader, side: Side, code: object, volume: object, amount: object, price: object) -> str:
+    """Place a manual order through ``trader``; returns the broker's order id."""
+    if not trader.accepting:
+        raise EngineNotRunning("the engine is not running: start it before placing orders")
+    norm = market.normalize_code(code)
+    with trader.book.lock:
+        quote = trader.book.quotes.get(norm)
+        state = trader.book.state(norm)
+    if price is not None:
+        px = market.check_price(price)
+    elif quote is not None:
+        px = quote.price
+    else:
+        raise InvalidPrice(f"no price of {norm} is known yet (the feed has not sent one): pass price=")
+    if side is Side.BUY:
+        shares = _buy_volume(norm, volume, amount, px)
+    else:
+        if state.volume <= 0:
+            raise InsufficientPosition(f"no holding of {norm} to sell")
+        shares = market.check_sell_volume(volume, state.volume, state.available)
+    now = trader.clock.now()
+    if not trader.clock.is_trading_time():
+        raise OutsideTradingTime(f"{now:%Y-%m-%d %H:%M} is outside trading time (09:30-11:30, 13:00-15:00)")
+    if quote is not None:
+        up, down = trader.limits(norm, quote.prev_close, quote.name)
+        if side is Side.BUY and px >= up - 1e-9:
+            raise PriceLimitBreached(f"buy {norm} at {px:.2f}: at or above the up-limit {up:.2f}")
+        if side is Side.SELL and px <= down + 1e-9:
+            raise PriceLimitBreached(f"sell {norm} at {px:.2f}: at or below the down-limit {down:.2f}")
+    client_id = f"manual-{uuid.uuid4().hex[:12]}"
+    order = PendingOrder(client_id, norm, side, shares, px, RULE_MANUAL)
+    trader.book.reserve(order, trader.fees)
+    trader.store.insert_signal(
+        SignalRow(client_id, now, now, norm, "manual", side.value, px, shares, Outcome.SUBMITTED.value,
+                  "manual order", f"{norm}|manual|{client_id}")
+    )
+    trader.on_change()
+    order_id = trader.execution.submit(order, now)
+    order.done.wait(trader.settings.engine.call_timeout)
+    return order_id
+
+
+def _buy_volume(code: str, volume: object, amount: object, price: float) -> int:
+    if volume is None:
+        if amount is None:
+            raise InvalidVolume(f"buy {code}: give a volume (shares) or an amount (yuan)")
+        money = market.check_price(amount, what="amount")
+        volume = int(math.floor(money / price / LOT)) * LOT
+        if volume <= 0:
+            raise InvalidVolume(f"buy {code}: {money:,.2f} yuan does not buy one lot at {price:.2f}")
+    return market.check_buy_volume(code, volume)
