@@ -154,8 +154,9 @@ def live_control() -> list:
         ),
         new_markdown_cell(
             ON_QMT
-            + "\n\nWith `simulation = false` the panel shows a red **LIVE** banner, and switching auto trading on "
-            "asks for a second, explicit confirmation."
+            + "\n\nWith `simulation = false` the panel shows a red **LIVE** banner, and every step that sends real "
+            "orders asks for a second, explicit confirmation: switching auto trading on, Start while auto trading "
+            "is on, and each manual order (the box repeats side, code, volume, price and the masked account)."
         ),
     ]
 

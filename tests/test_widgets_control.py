@@ -17,7 +17,7 @@ import pytest
 
 from miniqmt_lab.engine.interfaces import TRADE_COLUMNS, BrokerStatus
 from miniqmt_lab.errors import InsufficientCash, InvalidStockCode
-from miniqmt_lab.widgets import EngineControlPanel
+from miniqmt_lab.widgets import EngineControlPanel, OrderForm
 from miniqmt_lab.widgets._binding import Guard
 from miniqmt_lab.widgets._poll import EngineWatch
 
@@ -259,7 +259,8 @@ def test_manual_orders_reach_engine_and_errors_show_in_panel(panel: EngineContro
     form = panel.order_form
     form.code.value = "600000.SH"
     form.volume.value = 200
-    form.submit.click()
+    form.submit.click()  # paper: sent at once, no question asked
+    assert not form.confirm.asking
     assert panel.runner.wait(5)
     assert paper.calls[-1] == ("buy", "600000.SH", 200, None, None)
     assert "order-1" in form.message.value
@@ -296,6 +297,166 @@ def test_manual_orders_reach_engine_and_errors_show_in_panel(panel: EngineContro
     form.code.value = " "
     form.submit.click()
     assert len(paper.calls) == n and "enter a stock code" in form.message.value
+
+
+@pytest.fixture
+def live_panel():
+    live = FakeEngine("live")
+    live.broker = BrokerStatus(connected=True, name="QmtBroker", account="8800012345")  # unmasked: masked on show
+    p = EngineControlPanel(live, poll_interval=0.05)
+    wait_for(lambda: shown(p))
+    yield p, live
+    p.close()
+
+
+def test_live_manual_order_is_sent_only_after_yes(live_panel: tuple[EngineControlPanel, FakeEngine]) -> None:
+    panel, live = live_panel
+    form = panel.order_form
+    assert "mq-order-confirm-box" in form.confirm._dom_classes
+    assert "mq-order-confirm" in form.confirm.yes._dom_classes and "mq-order-cancel" in form.confirm.no._dom_classes
+    assert form.confirm.yes.description == "Yes, send to the LIVE account"
+    assert form.confirm.no.description == "Cancel"
+    assert not form.confirm.asking
+
+    form.code.value = "600000.SH"
+    form.volume.value = 200
+    form.price.value = 10.5
+    assert form.place() is None
+    assert panel.runner.wait(5)
+    assert live.calls == []
+    assert form.confirm.asking and form.confirm.layout.display == "flex"
+    question = form.confirm.question.value
+    for text in ("BUY", "600000.SH", "200 shares", "¥10.50", "LIVE", "88******45"):
+        assert text in question, text
+    assert "8800012345" not in question
+    assert "confirm the LIVE order" in form.message.value
+
+    form.confirm.yes.click()
+    assert panel.runner.wait(5)
+    assert live.calls == [("buy", "600000.SH", 200, None, 10.5)]
+    assert not form.confirm.asking
+    assert "order-1" in form.message.value
+    form.confirm.yes.click()  # a second click on the hidden button sends nothing more
+    assert panel.runner.wait(5)
+    assert live.calls == [("buy", "600000.SH", 200, None, 10.5)]
+
+    form.volume.value = 0  # a buy by amount at the latest price
+    form.amount.value = 20000
+    form.price.value = 0
+    form.submit.click()
+    assert "for ¥20,000.00" in form.confirm.question.value
+    assert "latest price" in form.confirm.question.value
+    form.confirm.yes.click()
+    assert panel.runner.wait(5)
+    assert live.calls[-1] == ("buy", "600000.SH", None, 20000.0, None)
+    assert len(live.calls) == 2
+
+
+def test_live_manual_order_cancel_or_edit_sends_nothing(live_panel: tuple[EngineControlPanel, FakeEngine]) -> None:
+    panel, live = live_panel
+    form = panel.order_form
+    form.code.value = "600000.SH"
+    form.side.value = "SELL"
+    form.volume.value = 300
+    form.submit.click()
+    question = form.confirm.question.value
+    for text in ("SELL", "600000.SH", "300 shares", "at the latest price", "88******45"):
+        assert text in question, text
+
+    form.confirm.no.click()
+    assert panel.runner.wait(5)
+    assert live.calls == []
+    assert not form.confirm.asking and form.confirm.layout.display == "none"
+    assert "nothing sent" in form.message.value
+
+    form.submit.click()  # asked again, then the form is edited: Yes must not send either order
+    assert form.confirm.asking
+    form.volume.value = 3000
+    assert not form.confirm.asking
+    assert "nothing sent" in form.message.value
+    form.confirm.yes.click()
+    assert panel.runner.wait(5)
+    assert live.calls == []
+
+    form.submit.click()  # the edited order, confirmed, is the one sent
+    assert "3,000 shares" in form.confirm.question.value
+    form.confirm.yes.click()
+    assert panel.runner.wait(5)
+    assert live.calls == [("sell", "600000.SH", 3000, None)]
+
+
+def test_order_form_without_a_known_mode_asks_first(paper: FakeEngine) -> None:
+    """A form with no watch (mode unknown) treats the engine as live."""
+    from miniqmt_lab.widgets._runner import CommandRunner
+
+    runner = CommandRunner()
+    form = OrderForm(paper, runner)
+    try:
+        form.code.value = "<b>600000.SH"
+        form.volume.value = 100
+        form.submit.click()
+        assert runner.wait(5)
+        assert paper.calls == [] and form.confirm.asking
+        assert "not known" in form.confirm.question.value
+        assert "&lt;b&gt;600000.SH" in form.confirm.question.value  # user input is escaped
+        form.confirm.yes.click()
+        assert runner.wait(5)
+        assert paper.calls == [("buy", "<b>600000.SH", 100, None, None)]
+    finally:
+        runner.shutdown()
+        form.close()
+
+
+def test_live_start_with_auto_trading_on_asks_first() -> None:
+    live = FakeEngine("live")
+    live.auto_trading = True
+    panel = EngineControlPanel(live, poll_interval=0.05)
+    try:
+        wait_for(lambda: shown(panel) and panel.auto.value is True)
+        box = panel.start_confirm
+        assert "mq-start-confirm-box" in box._dom_classes
+        assert "mq-start-confirm" in box.yes._dom_classes and "mq-start-cancel" in box.no._dom_classes
+
+        panel.start_button.click()
+        assert panel.runner.wait(5)
+        assert live.calls == []
+        assert box.asking
+        assert "Auto trading is ON" in box.question.value and "12****78" in box.question.value
+
+        box.no.click()
+        assert panel.runner.wait(5)
+        assert live.calls == [] and not box.asking
+
+        panel.start_button.click()
+        box.yes.click()
+        assert panel.runner.wait(5)
+        assert live.calls == [("start",)]
+        wait_for(lambda: "RUNNING" in panel.status.value)
+        assert not box.asking and panel.start_button.disabled
+
+        panel.stop_button.click()  # with auto trading off, a live start needs no question
+        panel.auto.value = False
+        assert panel.runner.wait(5)
+        wait_for(lambda: "STOPPED" in panel.status.value and "auto trading: <b>off</b>" in panel.status.value)
+        panel.start_button.click()
+        assert not box.asking
+        assert panel.runner.wait(5)
+        assert live.calls == [("start",), ("stop",), ("auto", False), ("start",)]
+    finally:
+        panel.close()
+
+
+def test_paper_start_with_auto_trading_on_needs_no_confirmation(paper: FakeEngine) -> None:
+    paper.auto_trading = True
+    panel = EngineControlPanel(paper, poll_interval=0.05)
+    try:
+        wait_for(lambda: shown(panel) and panel.auto.value is True)
+        panel.start_button.click()
+        assert not panel.start_confirm.asking
+        assert panel.runner.wait(5)
+        assert paper.calls == [("start",)]
+    finally:
+        panel.close()
 
 
 def test_watch_reads_only_version_until_it_moves(paper: FakeEngine) -> None:

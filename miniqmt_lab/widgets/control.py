@@ -3,8 +3,10 @@
 Model → view: the panel observes an :class:`EngineWatch`, which refreshes from the engine's
 snapshot on a background thread whenever ``engine.version`` moves. View → model: every button
 hands its engine call to a :class:`CommandRunner`, so nothing the engine does runs on the UI
-thread. Turning auto trading on in live mode needs a second, explicit confirmation click. Stop then
-Start runs the same engine again (its book restored from the database); the panel keeps observing it.
+thread. Whatever can trade real money unattended needs a second, explicit click unless the engine is
+known to be on paper: turning auto trading on, and Start while auto trading is on (manual orders are
+confirmed by the order form). Stop then Start runs the same engine again (its book restored from the
+database); the panel keeps observing it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import ipywidgets as w
 import pandas as pd
 
 from miniqmt_lab.widgets._binding import Guard
+from miniqmt_lab.widgets._confirm import ConfirmBox, account_label, live_or_unknown
 from miniqmt_lab.widgets._html import (
     BAD,
     OK,
@@ -125,23 +128,20 @@ class EngineControlPanel(w.VBox):
         self.start_button = w.Button(description="Start", button_style="success", icon="play")
         self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self.auto = w.ToggleButton(value=False, description="Auto trading OFF", icon="robot")
-        self.confirm_yes = w.Button(description="Yes, trade automatically on LIVE", button_style="danger")
-        self.confirm_no = w.Button(description="Cancel")
-        self.confirm_box = w.HBox(
-            [
-                w.HTML('<b style="color: #c00">Auto trading on a LIVE account sends real orders by itself.</b>'),
-                self.confirm_yes,
-                self.confirm_no,
-            ],
-            layout=w.Layout(display="none"),
+        self.confirm_box = ConfirmBox(
+            "Yes, trade automatically on LIVE",
+            css_prefix="mq-auto",
+            question='<b style="color: #c00">Auto trading on a LIVE account sends real orders by itself.</b>',
         )
+        self.confirm_yes, self.confirm_no = self.confirm_box.yes, self.confirm_box.no
+        self.start_confirm = ConfirmBox("Yes, start on the LIVE account", css_prefix="mq-start")
         self.status = w.HTML("")
         self.threads = w.HTML(threads_html(None))
         self.message = w.HTML("")
         self.positions = PositionsView(self.watch)
         self.trades = TradesView(self.watch)
         self.signals = SignalsView(self.watch)
-        self.order_form = OrderForm(engine, self.runner)
+        self.order_form = OrderForm(engine, self.runner, self.watch)
         self.tabs = w.Tab(children=[self.positions, self.trades, self.signals, self.order_form])
         for i, title in enumerate(("Positions", "Trades", "Signals", "Manual order")):
             self.tabs.set_title(i, title)
@@ -151,19 +151,14 @@ class EngineControlPanel(w.VBox):
             (self.start_button, "mq-start"),
             (self.stop_button, "mq-stop"),
             (self.auto, "mq-auto"),
-            (self.confirm_box, "mq-auto-confirm-box"),
-            (self.confirm_yes, "mq-auto-confirm"),
-            (self.confirm_no, "mq-auto-cancel"),
             (self.status, "mq-status"),
             (self.threads, "mq-threads"),
             (self.message, "mq-message"),
         ):
             widget.add_class(css)
 
-        self.start_button.on_click(lambda _: self._command("start engine", self.engine.start))
+        self.start_button.on_click(lambda _: self._start_clicked())
         self.stop_button.on_click(lambda _: self._command("stop engine", self.engine.stop))
-        self.confirm_yes.on_click(lambda _: self._confirm_live_auto(True))
-        self.confirm_no.on_click(lambda _: self._confirm_live_auto(False))
         self.auto.observe(self._auto_toggled, names="value")
         self.auto.observe(lambda change: self._style_auto(bool(change["new"])), names="value")
         self.watch.observe(self._snapshot_changed, names="snapshot")
@@ -174,6 +169,7 @@ class EngineControlPanel(w.VBox):
                 self.banner,
                 w.HBox([self.start_button, self.stop_button, self.auto]),
                 self.confirm_box,
+                self.start_confirm,
                 self.status,
                 self.message,
                 w.HTML("<b>Threads</b>"),
@@ -192,16 +188,34 @@ class EngineControlPanel(w.VBox):
     def _command(self, label: str, fn: Callable[[], object]) -> None:
         self.runner.submit(label, fn, self._report)
 
+    def _start_clicked(self) -> None:
+        snap = self.watch.snapshot
+        if self._start_trades_unattended(snap):
+            unknown = "The engine's mode is not known yet: treated as LIVE, with auto trading on. "
+            detail = unknown if snap is None else "Auto trading is ON. "
+            self.start_confirm.ask(
+                lambda: self._command("start engine", self.engine.start),
+                f'<b style="color: #c00">{detail}Once started, the engine sends real orders to the LIVE account '
+                f"{account_label(snap)} by itself.</b>",
+            )
+            self._report("info", "confirm the start: auto trading on a LIVE account")
+            return
+        self._command("start engine", self.engine.start)
+
+    @staticmethod
+    def _start_trades_unattended(snap: Any) -> bool:
+        # an unknown mode counts as live, an unknown auto trading flag as on
+        return live_or_unknown(snap) and (snap is None or bool(snap.auto_trading))
+
     def _auto_toggled(self, change: dict[str, Any]) -> None:
         if self._guard:
             return
         want = bool(change["new"])
-        snap = self.watch.snapshot
         # an unknown mode is treated as live: never switch on unattended trading unconfirmed
-        if want and (snap is None or snap.mode == "live"):
+        if want and live_or_unknown(self.watch.snapshot):
             with self._guard:
                 self.auto.value = False
-            self.confirm_box.layout.display = "flex"
+            self.confirm_box.ask(self._live_auto_confirmed)
             return
         self._command(f"auto trading {'on' if want else 'off'}", lambda: self.engine.set_auto_trading(want))
 
@@ -210,12 +224,10 @@ class EngineControlPanel(w.VBox):
         self.auto.description = f"Auto trading {'ON' if on else 'OFF'}"
         self.auto.button_style = ("danger" if live else "success") if on else ""
 
-    def _confirm_live_auto(self, confirmed: bool) -> None:
-        self.confirm_box.layout.display = "none"
-        if confirmed:
-            with self._guard:
-                self.auto.value = True
-            self._command("auto trading on (LIVE)", lambda: self.engine.set_auto_trading(True))
+    def _live_auto_confirmed(self) -> None:
+        with self._guard:
+            self.auto.value = True
+        self._command("auto trading on (LIVE)", lambda: self.engine.set_auto_trading(True))
 
     # -- model → view ------------------------------------------------------------------------------
 
@@ -231,8 +243,10 @@ class EngineControlPanel(w.VBox):
         self.banner.value = banner_html(snap)
         self.status.value = status_html(snap)
         self.threads.value = threads_html(snap)
-        if snap.mode != "live" or snap.auto_trading:
-            self.confirm_box.layout.display = "none"
+        if not live_or_unknown(snap) or snap.auto_trading:
+            self.confirm_box.dismiss()
+        if snap.running or not self._start_trades_unattended(snap):
+            self.start_confirm.dismiss()
 
     def _watch_error(self, change: dict[str, Any]) -> None:
         if change["new"]:

@@ -1,12 +1,14 @@
 """Live tables of one engine (positions, trades, signals) and the manual order form.
 
 The views render whatever :class:`EngineWatch` holds; they keep no rows of their own. The order
-form sends through ``engine.buy`` / ``engine.sell`` on the command worker and shows the engine's
-typed errors as one line under the form.
+form sends through ``engine.buy`` / ``engine.sell`` on the command worker, after a confirmation
+click unless the engine is known to trade on paper, and shows the engine's typed errors as one line
+under the form.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import ipywidgets as w
 import pandas as pd
 
+from miniqmt_lab.widgets._confirm import ConfirmBox, account_label, live_or_unknown
 from miniqmt_lab.widgets._html import (
     GAIN,
     LOSS,
@@ -141,25 +144,38 @@ class SignalsView(_TableView):
 class OrderForm(w.VBox):
     """Manual buy/sell through ``engine.buy`` / ``engine.sell`` (recorded with rule ``manual``).
 
-    Volume 0 on a buy means "size by amount"; price 0 means the latest price.
+    Volume 0 on a buy means "size by amount"; price 0 means the latest price. Unless ``watch`` shows
+    a paper engine, an order is only sent after "Yes, send to the LIVE account" in the confirmation
+    box (which states what is sent and where); editing the form withdraws an order awaiting it.
     """
 
-    def __init__(self, engine: EngineLike, runner: CommandRunner) -> None:
+    def __init__(self, engine: EngineLike, runner: CommandRunner, watch: EngineWatch | None = None) -> None:
         self.engine = engine
         self.runner = runner
+        self.watch = watch
         self.code = w.Text(description="code", placeholder="600000.SH")
         self.side = w.ToggleButtons(options=["BUY", "SELL"], value="BUY", description="side")
         self.volume = w.IntText(value=0, description="volume")
         self.amount = w.FloatText(value=0.0, description="amount ¥")
         self.price = w.FloatText(value=0.0, description="price", tooltip="0: latest price")
         self.submit = w.Button(description="Place order", button_style="warning", icon="paper-plane")
+        self.confirm = ConfirmBox("Yes, send to the LIVE account", css_prefix="mq-order")
         self.message = w.HTML("")
         self.submit.add_class("mq-order-submit")
         self.message.add_class("mq-order-message")
         self.submit.on_click(lambda _: self.place())
+        self.confirm.no.on_click(lambda _: self._show("info", "order cancelled: nothing sent"))
         self.side.observe(self._side_changed, names="value")
+        for field in (self.code, self.side, self.volume, self.amount, self.price):
+            field.observe(self._edited, names="value")
         super().__init__(
-            [w.HBox([self.code, self.side]), w.HBox([self.volume, self.amount, self.price]), self.submit, self.message]
+            [
+                w.HBox([self.code, self.side]),
+                w.HBox([self.volume, self.amount, self.price]),
+                self.submit,
+                self.confirm,
+                self.message,
+            ]
         )
         self.add_class("mq-order-form")
 
@@ -167,22 +183,32 @@ class OrderForm(w.VBox):
         # a sell is always by volume; an amount is only meaningful for a buy
         self.amount.disabled = change["new"] == "SELL"
 
+    def _edited(self, change: dict[str, Any]) -> None:
+        # what the box states is what Yes sends: once the form differs, the question is void
+        if self.confirm.dismiss():
+            self._show("info", "order changed before it was confirmed: nothing sent")
+
     def _show(self, level: str, text: str) -> None:
         self.message.value = message_html(level, text)
 
     def place(self) -> Future[Any] | None:
-        """Send the form's order on the command worker; None when the form is incomplete (said why)."""
+        """Send the form's order on the command worker.
+
+        None when the form is incomplete (said why) or when the order awaits its LIVE confirmation.
+        """
         code = self.code.value.strip()
         if not code:
             self._show("error", "enter a stock code, e.g. 600000.SH")
             return None
         volume = int(self.volume.value or 0)
         price = float(self.price.value) if self.price.value else None
-        if self.side.value == "BUY":
+        side = self.side.value
+        if side == "BUY":
             amount = float(self.amount.value) if self.amount.value else None
             if volume <= 0 and amount is None:
                 self._show("error", "a buy needs a volume or an amount")
                 return None
+            size = f"{volume:,d} shares" if volume > 0 else f"for ¥{amount:,.2f} (shares sized by the engine)"
             label = f"BUY {code} " + (f"{volume} shares" if volume > 0 else f"for ¥{amount:,.0f}")
 
             def send() -> str:
@@ -192,9 +218,24 @@ class OrderForm(w.VBox):
             if volume <= 0:
                 self._show("error", "a sell needs a volume")
                 return None
+            size = f"{volume:,d} shares"
             label = f"SELL {code} {volume} shares"
 
             def send() -> str:
                 return self.engine.sell(code, volume, price=price)
 
-        return self.runner.submit(label, send, self._show, done=lambda order_id: f"{label}: order {order_id} sent")
+        def dispatch() -> Future[Any]:
+            return self.runner.submit(label, send, self._show, done=lambda order_id: f"{label}: order {order_id} sent")
+
+        snapshot = self.watch.snapshot if self.watch is not None else None
+        if not live_or_unknown(snapshot):
+            return dispatch()
+        at = f"at ¥{price:,.2f}" if price is not None else "at the latest price"
+        unknown = "" if snapshot is not None else "The engine's mode is not known yet: treated as LIVE. "
+        self.confirm.ask(
+            dispatch,
+            f'<span style="color: #c00">{unknown}<b>Real order</b>: {side} <b>{html.escape(code)}</b> '
+            f"{size} {at} to the LIVE account {account_label(snapshot)}?</span>",
+        )
+        self._show("info", f"confirm the LIVE order: {label}")
+        return None
