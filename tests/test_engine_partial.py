@@ -167,7 +167,9 @@ def test_grid_buy_partly_filled_then_the_rest_cancelled(make_rig: Callable[..., 
     assert held["cost"] == pytest.approx((bought * 10.0 + 300 * 9.3) / (bought + 300), abs=1e-12)
     assert held["base_cost"] == 10.0 and held["next_grid_price"] == pytest.approx(8.6)
     signal = engine.signals().set_index("rule").loc["grid_buy"]
-    assert (signal["volume"], signal["outcome"], signal["message"]) == (grid, "executed", "filled 300 at 9.30")
+    assert (signal["volume"], signal["outcome"], signal["message"]) == (
+        grid, "partially_executed", f"filled 300 of {grid}, the rest partial_cancelled"
+    )
     assert_book_follows_fills(rig)
 
 
@@ -247,7 +249,7 @@ def test_stop_loss_partly_filled_never_sells_beyond_available(make_rig: Callable
     assert engine.positions().empty
     signals = engine.signals().query("rule == 'stop_loss'")
     assert signals[["volume", "outcome", "message"]].values.tolist() == [
-        [bought, "executed", "filled 500 at 9.20"],
+        [bought, "partially_executed", f"filled 500 of {bought}, the rest partial_cancelled"],
         [0, "nothing_available", "no share may be sold now (T+1 or reserved by an order)"],
         [bought - 500, "executed", f"filled {bought - 500} at 9.10"],
     ]
@@ -287,7 +289,7 @@ def test_first_take_profit_partly_filled_sets_tp_done_once(make_rig: Callable[..
     signals = engine.signals()
     assert signals[["rule", "volume", "outcome"]].values.tolist() == [
         ["entry", bought, "executed"],
-        ["take_profit_initial", first, "executed"],
+        ["take_profit_initial", first, "partially_executed"],
         ["take_profit_dynamic", bought - 400, "executed"],
     ]
     assert_book_follows_fills(rig)

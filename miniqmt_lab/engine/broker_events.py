@@ -79,6 +79,10 @@ class BrokerEvents:
                 if order.filled == 0 and event.status is not OrderStatus.FILLED:
                     outcome = Outcome.REJECTED if event.status is OrderStatus.REJECTED else Outcome.NOT_EXECUTED
                     trader.store.update_signal(order.client_id, outcome, f"broker: {event.status}: {event.message}")
+                elif order.filled < order.volume:
+                    rest = f"filled {order.filled} of {order.volume}, the rest {event.status}"
+                    message = f"{rest}: {event.message}" if event.message else rest
+                    trader.store.update_signal(order.client_id, Outcome.PARTIAL, message)
                 trader.book.finish(order)
         elif isinstance(event, BrokerError):
             trader.last_error = f"broker error on order {event.order_id}: {event.message}"

@@ -24,6 +24,7 @@ class Outcome(StrEnum):
     PENDING = "pending"  # detected, handed to execution
     SUBMITTED = "submitted"  # the order is at the broker, no fill yet
     EXECUTED = "executed"  # filled
+    PARTIAL = "partially_executed"  # part filled, the rest cancelled or refused by the broker
     NOT_EXECUTED = "not_executed"  # auto trading is off
     STALE = "stale"  # older than signal_stale_seconds at execution
     DUPLICATE = "duplicate"  # the same (stock, rule, holding state) ran within signal_repeat_seconds
@@ -38,7 +39,9 @@ class Outcome(StrEnum):
     NO_CASH = OUTCOME_NAMES[5]
 
 
-FINAL_FOR_EXECUTION = frozenset({Outcome.SUBMITTED, Outcome.EXECUTED, Outcome.INTERRUPTED, Outcome.TIMEOUT})
+FINAL_FOR_EXECUTION = frozenset(
+    {Outcome.SUBMITTED, Outcome.EXECUTED, Outcome.PARTIAL, Outcome.INTERRUPTED, Outcome.TIMEOUT}
+)
 """A signal id stored with one of these outcomes is never executed again (processed-signal memory)."""
 
 

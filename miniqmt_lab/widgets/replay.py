@@ -360,7 +360,8 @@ class SignalReplayPanel(w.VBox):
                     text=[f"{s} {v} @ {p:.2f}" for s, v, p in zip(mine["side"], mine["volume"], mine["price"],
                                                                    strict=True)],
                 )
-            missed = signals[signals["outcome"] != "executed"] if not signals.empty else signals
+            done = ["executed", "partially_executed"]
+            missed = signals[~signals["outcome"].isin(done)] if not signals.empty else signals
             self.figure.data[SIGNAL_TRACE].update(
                 x=missed["time"], y=missed["price"],
                 text=[f"{r}: {o} {m}" for r, o, m in zip(missed["rule"], missed["outcome"], missed["message"],

@@ -76,7 +76,7 @@ SIGNAL_COLUMNS = (
 
 def _signal_row_style(row: pd.Series) -> str:
     outcome = str(row.get("outcome", ""))
-    if outcome == "executed":
+    if outcome in {"executed", "partially_executed"}:
         return "background: #eef8ee"
     if outcome in {"pending", "submitted"}:  # still on its way
         return ""
