@@ -134,7 +134,8 @@ def assert_book_follows_fills(rig: Rig) -> None:
     book = {row.stock_code: (row.volume, row.available) for row in positions.itertuples()}
     assert broker == book
     assert rig.qmt.cash == pytest.approx(cash, abs=0.005)
-    assert engine.issues().query("kind == 'broker_sync'").empty, "the book needed the broker's figures"
+    corrections = engine.issues().query("kind == 'broker_sync'")
+    assert corrections.empty, f"the book needed the broker's figures:\n{corrections.to_string()}"
     assert rig.qmt.violations == [] and rig.qmt.callback_errors == []
 
 

@@ -125,7 +125,7 @@ class PositionBook:
         self.reserved_volume: dict[str, int] = {}
         self.progress: tuple[dt.datetime, str] | None = None  # last tick fully handled
         self.dirty: set[str] = set()
-        self.activity = 0  # counts reservations and fills, so a broker sync can tell it read an older state
+        self.activity = 0  # counts reservations, fills and finished orders: a sync can tell it read an older state
         self._on_change = on_change
 
     # -- reading ----------------------------------------------------------------------------------
@@ -238,6 +238,9 @@ class PositionBook:
         with self.lock:
             self.release(order)
             self.pending.pop(order.client_id, None)
+            # a broker answer read while this order was working may still show it (frozen shares or
+            # cash): a sync that asked before now must not adopt that answer
+            self.activity += 1
         order.done.set()
         self._on_change()
 
