@@ -215,6 +215,28 @@ def _decide_nb(
     return state, rule, v
 
 
+@njit(inline="always")
+def _store_holding_nb(
+    state: HoldingState,
+    s: int,
+    volume: np.ndarray,
+    available: np.ndarray,
+    cost: np.ndarray,
+    base_cost: np.ndarray,
+    high: np.ndarray,
+    tp_done: np.ndarray,
+    grid_k: np.ndarray,
+) -> None:
+    """Write stock ``s``'s holding back into the loop's column arrays."""
+    volume[s] = state.volume
+    available[s] = state.available
+    cost[s] = state.cost
+    base_cost[s] = state.base_cost
+    high[s] = state.high
+    tp_done[s] = state.tp_done
+    grid_k[s] = state.grid_k
+
+
 @njit(cache=True, nogil=True)
 def simulate_nb(
     rounds: TickRounds,
@@ -276,13 +298,7 @@ def simulate_nb(
                     if volume[s] > 0:
                         state = roll_day_nb(HoldingState(volume[s], available[s], cost[s], base_cost[s], high[s],
                                                          tp_done[s], grid_k[s]))
-                        volume[s] = state.volume
-                        available[s] = state.available
-                        cost[s] = state.cost
-                        base_cost[s] = state.base_cost
-                        high[s] = state.high
-                        tp_done[s] = state.tp_done
-                        grid_k[s] = state.grid_k
+                        _store_holding_nb(state, s, volume, available, cost, base_cost, high, tp_done, grid_k)
             for s in range(n_stocks):
                 p = price[r, s]
                 if not (p > 0.0):
@@ -320,13 +336,7 @@ def simulate_nb(
                         records["rule"][n_records] = rule
                         records["cash"][n_records] = cash
                     n_records += 1
-                volume[s] = state.volume
-                available[s] = state.available
-                cost[s] = state.cost
-                base_cost[s] = state.base_cost
-                high[s] = state.high
-                tp_done[s] = state.tp_done
-                grid_k[s] = state.grid_k
+                _store_holding_nb(state, s, volume, available, cost, base_cost, high, tp_done, grid_k)
             if r == n_rounds - 1 or round_bar[r + 1] != bar:
                 value = cash
                 for s in range(n_stocks):
