@@ -65,6 +65,9 @@ class Monitor:
         wait = trader.clock.seconds_to_next_session()
         if wait > 0:
             return min(wait, trader.settings.engine.idle_sleep)
+        if not trader.accepting:
+            # stopping: a round taken now would be left unprocessed, and a resumed replay starts after it
+            return interval
         rnd = trader.runner.call(
             "feed.next_round", trader.feed.next_round, interval, timeout=interval + trader.settings.engine.call_timeout
         )
