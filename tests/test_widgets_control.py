@@ -6,7 +6,6 @@ and see every command the widgets send; tests/test_widgets_engine.py runs the re
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import threading
 import time
@@ -16,7 +15,9 @@ import pandas as pd
 import pytest
 
 from miniqmt_lab.engine.interfaces import TRADE_COLUMNS, BrokerStatus
+from miniqmt_lab.engine.views import EngineSnapshot, ThreadHealth
 from miniqmt_lab.errors import InsufficientCash, InvalidStockCode
+from miniqmt_lab.market import SHANGHAI
 from miniqmt_lab.widgets import EngineControlPanel, OrderForm
 from miniqmt_lab.widgets._binding import Guard
 from miniqmt_lab.widgets._poll import EngineWatch
@@ -24,28 +25,9 @@ from miniqmt_lab.widgets._poll import EngineWatch
 pytestmark = pytest.mark.timeout(60)
 
 
-@dataclasses.dataclass(frozen=True)
-class Health:
-    name: str
-    state: str
-    alive: bool
-    last_heartbeat: dt.datetime | None
-    restarts: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Snap:
-    version: int
-    time: dt.datetime
-    mode: str
-    auto_trading: bool
-    running: bool
-    cash: float
-    total_asset: float
-    positions: tuple[object, ...]
-    threads: tuple[Health, ...]
-    broker: BrokerStatus
-    last_error: str | None
+def heartbeat(*hms: int) -> float:
+    """Epoch seconds of a heartbeat at that Shanghai time of 2024-01-02, as the engine reports it."""
+    return dt.datetime(2024, 1, 2, *hms, tzinfo=SHANGHAI).timestamp()
 
 
 POSITION = {
@@ -67,7 +49,7 @@ class FakeEngine:
         self.calls: list[tuple[object, ...]] = []
         self.snapshot_calls = 0
         self.fail_buy: Exception | None = None
-        self.threads = (Health("strategy", "RUNNING", True, dt.datetime(2024, 1, 2, 10, 0, 5), 0),)
+        self.threads = (ThreadHealth("strategy", "RUNNING", True, heartbeat(10, 0, 5), 0),)
         self.broker = BrokerStatus(connected=True, name="SimBroker", account="12****78")
         self._positions = pd.DataFrame(columns=list(POSITION))
         self._trades = pd.DataFrame(columns=list(TRADE_COLUMNS))
@@ -120,10 +102,11 @@ class FakeEngine:
         )
         self._changed()
 
-    def snapshot(self) -> Snap:
+    def snapshot(self) -> EngineSnapshot:
         self.snapshot_calls += 1
-        return Snap(self.version, dt.datetime(2024, 1, 2, 10, 0, 7), self.mode, self.auto_trading, self.running,
-                    990_000.0, 1_000_800.0, (), self.threads, self.broker, None)
+        return EngineSnapshot(self.version, dt.datetime(2024, 1, 2, 10, 0, 7, tzinfo=SHANGHAI), self.mode,
+                              self.auto_trading, self.running, 990_000.0, 1_000_800.0, (), self.threads, self.broker,
+                              "")
 
     def positions(self) -> pd.DataFrame:
         return self._positions
@@ -246,7 +229,7 @@ def test_tables_follow_engine_and_colour_profit(panel: EngineControlPanel, paper
 
 
 def test_thread_health_and_broker_outage_are_shown(panel: EngineControlPanel, paper: FakeEngine) -> None:
-    paper.threads = (Health("quote", "FAULTED", False, dt.datetime(2024, 1, 2, 9, 59, 0), 3),)
+    paper.threads = (ThreadHealth("quote", "FAULTED", False, heartbeat(9, 59, 0), 3),)
     paper.broker = BrokerStatus(connected=False, name="QmtBroker", message="client closed", outages=2)
     paper._changed()
     wait_for(lambda: "FAULTED" in panel.threads.value)
@@ -496,7 +479,7 @@ def test_failing_engine_read_is_reported_and_polling_continues(paper: FakeEngine
     broken = threading.Event()
     real_snapshot = paper.snapshot
 
-    def snapshot() -> Snap:
+    def snapshot() -> EngineSnapshot:
         if broken.is_set():
             raise RuntimeError("database locked")
         return real_snapshot()
