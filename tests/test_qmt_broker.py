@@ -36,24 +36,13 @@ from miniqmt_lab.qmt.translate import (
     parse_remark,
 )
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("compiled_fees")]
 
 ACCOUNT = "8800001234"
 CODE = "600000.SH"
 TIMEOUT = 1.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compiled_fees():
-    """The fake prices fees with the numba kernel: compile it before any call runs under a timeout."""
-    mkt.order_fees(1.0, "BUY")
-
-
-@pytest.fixture
-def userdata(tmp_path):
-    folder = tmp_path / "userdata_mini"
-    folder.mkdir()
-    return folder
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from miniqmt_lab.qmt import fake_types
 from miniqmt_lab.qmt.fake import CLIENT_DOWN_MESSAGE, FakeQmt, XtConstant
 from miniqmt_lab.qmt.fake_types import XtQuantTraderCallback
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("compiled_fees")]
 
 ACCOUNT = "8800001234"
 CODE = "600000.SH"
@@ -102,10 +102,6 @@ class Recorder(XtQuantTraderCallback):
             time.sleep(0.005)
         return list(self.seen)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def compiled_fees():
-    mkt.order_fees(1.0, "BUY")
 
 
 @pytest.fixture

@@ -29,12 +29,6 @@ ACCOUNT = "8800001234"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
-@pytest.fixture
-def userdata(tmp_path):
-    folder = tmp_path / "userdata_mini"
-    folder.mkdir()
-    return folder
-
 
 def live_settings(path: Path | str, account: str = ACCOUNT) -> Settings:
     return Settings().with_values(simulation=False, account_id=account, qmt_userdata_path=str(path), call_timeout=2.0)
