@@ -111,10 +111,11 @@ def probe(script: str, env: dict[str, str] | None = None, **flags: Any) -> dict[
 def main() -> dict[str, Any]:
     from miniqmt_lab.backtest import prepare_bars, run_backtest, sweep
     from miniqmt_lab.backtest.nb import simulate_nb
-    from miniqmt_lab.backtest.prepare import bar_grid, entry_signals, rule_table, tick_rounds
+    from miniqmt_lab.backtest.prepare import bar_grid, entry_signals, tick_rounds
     from miniqmt_lab.bars import sample_bars
     from miniqmt_lab.config import FeeSettings, RuleSettings
-    from miniqmt_lab.rules import fee_params
+    from miniqmt_lab.market import fee_params
+    from miniqmt_lab.rules.params import rule_table
 
     figures: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                                "data": {"stocks": N_STOCKS, "days": N_DAYS, "seed": SEED}}

@@ -25,8 +25,9 @@ import pandas as pd
 from miniqmt_lab.bars import sample_codes
 from miniqmt_lab.config import Settings
 from miniqmt_lab.engine import Engine, ReplayClock, ReplayFeed
-from miniqmt_lab.market import SHANGHAI, min_buy_volume
-from miniqmt_lab.rules import decide_nb, fee_params, holding, limit_prices_nb, observe_price_nb, rule_params
+from miniqmt_lab.market import SHANGHAI, fee_params, min_buy_volume
+from miniqmt_lab.rules import decide_nb, holding, limit_prices_nb, observe_price_nb
+from miniqmt_lab.rules.params import rule_params
 
 COST = 10.0
 TICKS_PER_CASE = 60_000

@@ -1,7 +1,8 @@
 """The A-share market model: stock codes, boards and price limits, lots, fees, T+1 and trading time.
 
 Fees and limit rounding are computed by the rule kernel (``miniqmt_lab.rules.nb``); this module is
-the plain-Python face of those facts plus the calendar.
+the plain-Python face of those facts plus the calendar. It sits between the kernel and the settings:
+``config`` validates stock codes and takes its fee defaults from here, never the other way round.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import logging
 import math
 import re
 import threading
+from collections.abc import Sequence
 from enum import Enum
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from miniqmt_lab.errors import InvalidPrice, InvalidStockCode, InvalidVolume
+from miniqmt_lab.rules import FeeParams, fee_parts_nb, limit_prices_nb
+from miniqmt_lab.schema import LOT
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +29,6 @@ SESSIONS: tuple[tuple[dt.time, dt.time], ...] = (
     (dt.time(9, 30), dt.time(11, 30)),
     (dt.time(13, 0), dt.time(15, 0)),
 )
-LOT = 100
 
 
 class Board(Enum):
@@ -115,8 +118,6 @@ def limit_width(code: str, name: str | None = None) -> float:
 
 def limit_prices(code: str, prev_close: float, name: str | None = None) -> tuple[float, float]:
     """(up-limit, down-limit) rounded to 0.01 from the previous close; NaNs when there is none."""
-    from miniqmt_lab.rules.nb import limit_prices_nb
-
     return limit_prices_nb(float(prev_close), limit_width(code, name))
 
 
@@ -165,6 +166,46 @@ def check_price(price: object, *, what: str = "price") -> float:
     return p
 
 
+COMMISSION_RATE = 0.00025
+MIN_COMMISSION = 5.0
+STAMP_DUTY_SCHEDULE: tuple[tuple[str, float], ...] = (("1990-12-19", 0.001), ("2023-08-28", 0.0005))
+"""Stamp duty on sells, ``(from_date, rate)``: 0.1% until 2023-08-27, 0.05% from 2023-08-28."""
+TRANSFER_FEE_SCHEDULE: tuple[tuple[str, float], ...] = (("1990-12-19", 0.00002), ("2022-04-29", 0.00001))
+"""Transfer fee both ways, ``(from_date, rate)``: 0.002% until 2022-04-28, 0.001% from 2022-04-29."""
+
+
+class FeeSettingsLike(Protocol):
+    commission_rate: float
+    min_commission: float
+    stamp_duty_schedule: tuple[tuple[str, float], ...]
+    transfer_fee_schedule: tuple[tuple[str, float], ...]
+
+
+def rate_on(schedule: Sequence[tuple[str, float]], day: dt.date | None) -> float:
+    """The rate of a dated ``(from_date, rate)`` schedule on ``day`` (None: the latest rate)."""
+    if day is None:
+        return float(schedule[-1][1])
+    rate = float(schedule[0][1])
+    for start, value in schedule:
+        if dt.date.fromisoformat(start) <= day:
+            rate = float(value)
+    return rate
+
+
+def fee_params(fees: FeeSettingsLike | None = None, day: dt.date | None = None) -> FeeParams:
+    """The kernel's fee parameters on trading day ``day`` (None: today's rates); ``fees`` is a
+    ``FeeSettings`` (None: the A-share defaults)."""
+    if fees is None:
+        return FeeParams(COMMISSION_RATE, MIN_COMMISSION, rate_on(STAMP_DUTY_SCHEDULE, day),
+                         rate_on(TRANSFER_FEE_SCHEDULE, day))
+    return FeeParams(
+        float(fees.commission_rate),
+        float(fees.min_commission),
+        rate_on(fees.stamp_duty_schedule, day),
+        rate_on(fees.transfer_fee_schedule, day),
+    )
+
+
 class Fees(NamedTuple):
     commission: float
     stamp_duty: float
@@ -175,14 +216,12 @@ class Fees(NamedTuple):
         return round(self.commission + self.stamp_duty + self.transfer_fee, 2)
 
 
-def order_fees(amount: float, side: str, fee_settings: object | None = None) -> Fees:
-    """Fees of one order of ``amount`` yuan, side 'BUY' or 'SELL' (kernel arithmetic)."""
-    from miniqmt_lab.config import FeeSettings
-    from miniqmt_lab.rules import fee_params
-    from miniqmt_lab.rules.nb import fee_parts_nb
-
-    settings = fee_settings if isinstance(fee_settings, FeeSettings) else FeeSettings()
-    return Fees(*fee_parts_nb(float(amount), side.upper() == "SELL", fee_params(settings)))
+def order_fees(
+    amount: float, side: str, fee_settings: FeeSettingsLike | None = None, day: dt.date | None = None
+) -> Fees:
+    """Fees of one order of ``amount`` yuan, side 'BUY' or 'SELL', on trading day ``day`` (None: today's
+    rates), by the kernel's arithmetic; ``fee_settings`` is a ``FeeSettings`` (None: A-share defaults)."""
+    return Fees(*fee_parts_nb(float(amount), side.upper() == "SELL", fee_params(fee_settings, day)))
 
 
 # -- trading calendar and time --------------------------------------------------------------------

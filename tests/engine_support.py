@@ -14,7 +14,7 @@ import pandas as pd
 from miniqmt_lab.bars import trading_days
 from miniqmt_lab.config import Settings
 from miniqmt_lab.engine import Engine, ReplayFeed, SimBroker
-from miniqmt_lab.engine.interfaces import BrokerEvent, OrderRequest, TickRound
+from miniqmt_lab.schema import BrokerEvent, OrderRequest, TickRound
 
 START = "2024-03-04"  # a Monday; trading_days() skips the exchange's holidays
 

@@ -268,7 +268,8 @@ def test_macd_entries_act_on_golden_crosses_at_the_close():
 
 def test_custom_fees_apply_to_every_trade():
     paths = {"600000.SH": [10.0, (9.5, 9.6, 9.2, 9.3)]}
-    fees = FeeSettings(commission_rate=0.0003, min_commission=0.0, stamp_duty_rate=0.001, transfer_fee_rate=0.0)
+    fees = FeeSettings(commission_rate=0.0003, min_commission=0.0, stamp_duty_schedule=(("1990-12-19", 0.001),),
+                       transfer_fee_schedule=(("1990-12-19", 0.0),))
     result = run_backtest(make_bars(paths), entries=entries_on(paths, {"600000.SH": [0]}), fees=fees)
     # buy 20000: 6.00; sell 18400: commission 5.52 + stamp 18.40
     assert result.trades["commission"].tolist() == [6.0, pytest.approx(23.92)]

@@ -98,7 +98,7 @@ BAD_FILES = [
     ("[rules]\nstop_los_ratio = -0.1\n", r"rules\.stop_los_ratio: unknown setting"),
     ("[rulez]\nstop_loss_ratio = -0.1\n", r"rulez: unknown section"),
     ("rules = 3\n", r"rules: expected a table"),
-    ("[engine]\nmonitor_interval = 0\n", r"engine\.monitor_interval: must be > 0 seconds"),
+    ("[engine]\nmonitor_interval = 0\n", r"engine\.monitor_interval: must be > 0 and <= 86400 seconds"),
     ("[engine]\nsimulation_balance = -5\n", r"engine\.simulation_balance: must be > 0"),
     ("[engine]\nstock_pool = ['600000.SH', '999999.SH']\n", r"engine\.stock_pool\[1\]: invalid stock code"),
     ("[engine]\nentry = 'rsi'\n", r"engine\.entry: must be 'macd' or 'none'"),

@@ -19,10 +19,9 @@ import pytest
 from engine_support import GatedFeed, close_bars, entry_days, fast_settings, ledger_identity, wait_for
 
 from miniqmt_lab.engine import Engine, ReplayFeed
-from miniqmt_lab.engine.interfaces import TickRound
 from miniqmt_lab.errors import InsufficientPosition
 from miniqmt_lab.qmt import FakeMarket, FakeQmt, QmtBroker
-from miniqmt_lab.rules import LOT
+from miniqmt_lab.schema import LOT, TickRound
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -251,7 +250,7 @@ def test_stop_loss_partly_filled_never_sells_beyond_available(make_rig: Callable
     signals = engine.signals().query("rule == 'stop_loss'")
     assert signals[["volume", "outcome", "message"]].values.tolist() == [
         [bought, "partially_executed", f"filled 500 of {bought}, the rest partial_cancelled"],
-        [0, "nothing_available", "no share may be sold now (T+1 or reserved by an order)"],
+        [0, "nothing_available", "no share may be sold now (T+1, board minimum or reserved by an order)"],
         [bought - 500, "executed", f"filled {bought - 500} at 9.10"],
     ]
     assert [r["order_volume"] for r in rig.qmt.order_requests] == [bought, bought, bought - 500]

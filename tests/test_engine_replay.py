@@ -14,8 +14,8 @@ from engine_support import close_bars, entry_days, fast_settings, run_replay
 from miniqmt_lab.bars import sample_bars
 from miniqmt_lab.engine import Engine, ReplayClock, ReplayFeed, read_journal
 from miniqmt_lab.engine.replay import bars_to_ticks
-from miniqmt_lab.engine.views import POSITION_COLUMNS
 from miniqmt_lab.market import SHANGHAI
+from miniqmt_lab.schema import POSITION_COLUMNS
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,7 +17,7 @@ from miniqmt_lab.backtest import run_backtest
 from miniqmt_lab.bars import sample_bars, trading_days
 from miniqmt_lab.config import Settings
 from miniqmt_lab.engine import Engine, ReplayFeed
-from miniqmt_lab.engine.interfaces import TRADE_COLUMNS
+from miniqmt_lab.schema import TRADE_COLUMNS
 
 pytestmark = [pytest.mark.timeout(300)]
 

@@ -14,17 +14,8 @@ import pytest
 
 from miniqmt_lab import market as mkt
 from miniqmt_lab.config import Settings
-from miniqmt_lab.engine.interfaces import (
-    Broker,
-    BrokerError,
-    ConnectionChanged,
-    Fill,
-    OrderRequest,
-    OrderStatus,
-    OrderUpdate,
-    Side,
-)
 from miniqmt_lab.errors import BrokerTimeout, OrderRejected, QmtUnavailable
+from miniqmt_lab.protocols import Broker
 from miniqmt_lab.qmt import FakeQmt, QmtBroker
 from miniqmt_lab.qmt.fake import XtConstant
 from miniqmt_lab.qmt.translate import (
@@ -35,6 +26,7 @@ from miniqmt_lab.qmt.translate import (
     order_status,
     parse_remark,
 )
+from miniqmt_lab.schema import BrokerError, ConnectionChanged, Fill, OrderRequest, OrderStatus, OrderUpdate, Side
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("compiled_fees")]
 

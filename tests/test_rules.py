@@ -16,9 +16,11 @@ import pytest
 
 from miniqmt_lab import rules as R
 from miniqmt_lab.config import FeeSettings, RuleSettings
+from miniqmt_lab.market import fee_params
+from miniqmt_lab.rules.params import rule_params
 
-P = R.rule_params(RuleSettings())
-F = R.fee_params(FeeSettings())
+P = rule_params(RuleSettings())
+F = fee_params(FeeSettings())
 NO_LIMIT = np.nan
 CASH = 1_000_000.0
 
@@ -127,7 +129,7 @@ def test_grid_buy_limited_by_cash_including_fees():
 
 
 def test_grid_exhaustion_and_second_level():
-    cost_params = R.rule_params(RuleSettings(stop_loss_ratio=-0.5))
+    cost_params = rule_params(RuleSettings(stop_loss_ratio=-0.5))
     state = held(2000, grid_k=1)
     assert decide(state, 9.3, params=cost_params)[0] == R.RULE_NONE
     assert decide(state, 8.6, params=cost_params)[0] == R.RULE_GRID_BUY
@@ -136,19 +138,19 @@ def test_grid_exhaustion_and_second_level():
 
 def test_grid_hangs_from_base_cost_not_average_cost():
     state = held(4100, cost=9.64, base_cost=10.0, grid_k=1)
-    params = R.rule_params(RuleSettings(stop_loss_ratio=-0.5))
+    params = rule_params(RuleSettings(stop_loss_ratio=-0.5))
     assert decide(state, 8.6, params=params)[0] == R.RULE_GRID_BUY
     assert decide(state, 8.61, params=params)[0] == R.RULE_NONE
 
 
 def test_grid_disabled_and_blocked_at_up_limit():
-    off = R.rule_params(RuleSettings(grid_enabled=False))
+    off = rule_params(RuleSettings(grid_enabled=False))
     assert decide(held(), 9.3, params=off)[0] == R.RULE_NONE
     assert decide(held(), 9.3, up=9.3) == (R.RULE_GRID_BUY, 0, R.OUT_PRICE_LIMIT)
 
 
 def test_star_board_minimum_buy_of_200():
-    unit = R.rule_params(RuleSettings(position_unit=1500.0, max_position_value=50000.0))
+    unit = rule_params(RuleSettings(position_unit=1500.0, max_position_value=50000.0))
     assert R.size_buy_nb(10.0, 0, CASH, 100, unit, F) == (100, R.OUT_OK)
     assert R.size_buy_nb(10.0, 0, CASH, 200, unit, F) == (0, R.OUT_ZERO_LOT)
 

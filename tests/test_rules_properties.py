@@ -10,8 +10,11 @@ from hypothesis import strategies as st
 
 from miniqmt_lab import rules as R
 from miniqmt_lab.config import FeeSettings, RuleSettings
+from miniqmt_lab.market import fee_params
+from miniqmt_lab.rules.params import rule_params
+from miniqmt_lab.schema import Rule
 
-F = R.fee_params(FeeSettings())
+F = fee_params(FeeSettings())
 
 prices = st.floats(min_value=0.5, max_value=300.0, allow_nan=False, allow_infinity=False)
 rule_settings = st.builds(
@@ -45,14 +48,14 @@ def holdings(draw):
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(holdings(), prices, st.floats(0.0, 200_000.0), st.sampled_from([100, 200]), rule_settings)
 def test_decision_volume_is_legal(state, p, cash, min_buy, rs):
-    params = R.rule_params(rs)
+    params = rule_params(rs)
     state = R.observe_price_nb(state, p)
     rule, volume, outcome = R.decide_nb(state, p, cash, min_buy, math.nan, math.nan, params, F)
     assert volume >= 0
     if volume == 0:
         return
     assert outcome == R.OUT_OK
-    if rule in R.SELL_RULES:
+    if Rule(rule).sells:
         assert volume <= state.available
         assert volume % 100 == 0 or volume == state.volume
     else:
@@ -67,7 +70,7 @@ def test_decision_volume_is_legal(state, p, cash, min_buy, rs):
 @given(st.lists(prices, min_size=1, max_size=60), rule_settings, st.floats(5_000.0, 500_000.0))
 def test_random_path_keeps_cash_fees_and_shares_consistent(path, rs, init_cash):
     """Drive one stock through a path: entry, then rules; T+1 roll every 4 ticks."""
-    params = R.rule_params(rs)
+    params = rule_params(rs)
     state, cash = R.empty_holding_nb(), init_cash
     realised_total, fees_total = 0.0, 0.0
     for i, p in enumerate(path):
@@ -80,7 +83,7 @@ def test_random_path_keeps_cash_fees_and_shares_consistent(path, rs, init_cash):
             rule, v, _ = R.decide_nb(state, p, cash, 100, math.nan, math.nan, params, F)
         if v == 0:
             continue
-        if rule in R.SELL_RULES:
+        if Rule(rule).sells:
             assert v <= state.available
             state, cash, fee, realised = R.apply_sell_nb(state, cash, p, v, rule, F)
             realised_total += realised

@@ -14,10 +14,9 @@ from collections.abc import Callable
 import pandas as pd
 import pytest
 
-from miniqmt_lab.engine.interfaces import TRADE_COLUMNS, BrokerStatus
-from miniqmt_lab.engine.views import EngineSnapshot, ThreadHealth
 from miniqmt_lab.errors import InsufficientCash, InvalidStockCode
 from miniqmt_lab.market import SHANGHAI
+from miniqmt_lab.schema import TRADE_COLUMNS, BrokerStatus, EngineSnapshot, ThreadHealth
 from miniqmt_lab.widgets import EngineControlPanel, OrderForm
 from miniqmt_lab.widgets._binding import Guard
 from miniqmt_lab.widgets._poll import EngineWatch

@@ -24,20 +24,16 @@ from miniqmt_lab.backtest.prepare import (
     entry_signals,
     prepare_bars,
     rule_settings,
-    rule_table,
     tick_rounds,
 )
 from miniqmt_lab.config import FeeSettings, RuleSettings
-from miniqmt_lab.engine.interfaces import TRADE_COLUMNS
-from miniqmt_lab.rules import RULE_NAMES, fee_params
+from miniqmt_lab.market import fee_params
+from miniqmt_lab.rules.params import rule_table
+from miniqmt_lab.schema import RULE_NAMES, SUMMARY_METRICS, TRADE_COLUMNS
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
     import vectorbt as vbt
-
-SUMMARY_METRICS = ("total_return", "max_drawdown", "sharpe", "trades", "win_rate")
-"""The metrics of ``BacktestResult.summary`` and of each row of a sweep table."""
-
 
 def summary_metrics(
     equity: np.ndarray, init_cash: float, closed: np.ndarray, wins: np.ndarray, bars_per_year: int

@@ -28,7 +28,7 @@ from numba import njit
 
 from miniqmt_lab._cache_guard import drop_stale_cache
 from miniqmt_lab.rules import nb as kernel
-from miniqmt_lab.rules.nb import RULE_GRID_BUY, FeeParams, HoldingState, RuleParams
+from miniqmt_lab.rules.nb import RULE_GRID_BUY, FeeParams, HoldingState, RuleParams, RuleTable
 
 # The loop inlines the kernel: an edit of the kernel must recompile the loop, not reuse its cache.
 drop_stale_cache(__file__, [kernel.__file__])
@@ -51,6 +51,7 @@ observe_price_nb = _inlined(kernel.observe_price_nb)
 apply_buy_nb = _inlined(kernel.apply_buy_nb)
 apply_sell_nb = _inlined(kernel.apply_sell_nb)
 roll_day_nb = _inlined(kernel.roll_day_nb)
+rule_params_at_nb = _inlined(kernel.rule_params_at_nb)
 limit_prices_nb = _inlined(kernel.limit_prices_nb)
 
 SIDE_BUY = 0  # vectorbt's OrderSide.Buy
@@ -94,27 +95,6 @@ class BarGrid(NamedTuple):
     min_buy: np.ndarray  # (n_stocks,) int64 smallest buy (100, 200 on STAR)
 
 
-class RuleTable(NamedTuple):
-    """The rule parameters of every combination, one row each (see :func:`rule_params_at_nb`).
-
-    Ragged parameters (the dynamic take-profit table, the grid levels) are padded on the right;
-    ``dyn_len`` and ``grid_len`` give each row's true length.
-    """
-
-    stop_loss_ratio: np.ndarray
-    initial_take_profit_ratio: np.ndarray
-    initial_take_profit_fraction: np.ndarray
-    dyn_min_high: np.ndarray  # (n_combos, max_rows)
-    dyn_keep: np.ndarray  # (n_combos, max_rows)
-    dyn_len: np.ndarray
-    grid_enabled: np.ndarray
-    grid_levels: np.ndarray  # (n_combos, max_levels)
-    grid_len: np.ndarray
-    position_unit: np.ndarray
-    max_position_value: np.ndarray
-    price_limits: np.ndarray  # bool: apply the day's price limits
-
-
 class SimOutput(NamedTuple):
     records: np.ndarray  # trade_dt, processing order; at most ``capacity`` of them (see simulate_nb)
     equity: np.ndarray  # (n_bars, n_combos) cash + holdings at each bar's close
@@ -122,22 +102,6 @@ class SimOutput(NamedTuple):
     closed: np.ndarray  # (n_combos,) holdings opened and closed again
     wins: np.ndarray  # (n_combos,) closed holdings with a positive result after all fees
     n_trades: np.ndarray  # (n_combos,) filled orders
-
-
-@njit(inline="always")
-def rule_params_at_nb(table: RuleTable, c: int) -> RuleParams:
-    """The kernel's RuleParams of combination ``c``."""
-    return RuleParams(
-        table.stop_loss_ratio[c],
-        table.initial_take_profit_ratio[c],
-        table.initial_take_profit_fraction[c],
-        table.dyn_min_high[c, : table.dyn_len[c]],
-        table.dyn_keep[c, : table.dyn_len[c]],
-        table.grid_enabled[c],
-        table.grid_levels[c, : table.grid_len[c]],
-        table.position_unit[c],
-        table.max_position_value[c],
-    )
 
 
 @njit(cache=True)

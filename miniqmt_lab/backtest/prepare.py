@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from miniqmt_lab.backtest.nb import BarGrid, RuleTable, TickRounds, limit_table_nb, ohlc_rounds_nb, prev_close_nb
+from miniqmt_lab.backtest.nb import BarGrid, TickRounds, limit_table_nb, ohlc_rounds_nb, prev_close_nb
 from miniqmt_lab.config import FIELD_SECTION, RuleSettings, Settings
 from miniqmt_lab.indicators import macd_entries
 from miniqmt_lab.market import ST_LIMIT_WIDTH, is_st, limit_width, min_buy_volume, normalize_code
@@ -239,42 +239,6 @@ def rule_settings(params: RuleSettings | Mapping[str, Any] | None) -> RuleSettin
     if unknown:
         raise ValueError(f"not RuleSettings fields: {unknown}")
     return Settings().with_values(**dict(params)).rules
-
-
-def rule_table(rules: list[RuleSettings]) -> RuleTable:
-    """One row per RuleSettings, ragged tables padded (the loop reads only each row's length)."""
-    n = len(rules)
-    max_rows = max(1, *(len(r.dynamic_take_profit) for r in rules))
-    max_levels = max(1, *(len(r.grid_levels) for r in rules))
-    dyn = np.zeros((n, max_rows, 2))
-    levels = np.zeros((n, max_levels))
-    for i, r in enumerate(rules):
-        if r.dynamic_take_profit:
-            dyn[i, : len(r.dynamic_take_profit)] = r.dynamic_take_profit
-        levels[i, : len(r.grid_levels)] = r.grid_levels
-
-    def column(name: str, dtype: type) -> np.ndarray:
-        return np.array([getattr(r, name) for r in rules], dtype=dtype)
-
-    return RuleTable(
-        column("stop_loss_ratio", np.float64),
-        column("initial_take_profit_ratio", np.float64),
-        column("initial_take_profit_fraction", np.float64),
-        np.ascontiguousarray(dyn[:, :, 0]),
-        np.ascontiguousarray(dyn[:, :, 1]),
-        np.array([len(r.dynamic_take_profit) for r in rules], dtype=np.int64),
-        column("grid_enabled", np.bool_),
-        levels,
-        np.array([len(r.grid_levels) for r in rules], dtype=np.int64),
-        column("position_unit", np.float64),
-        column("max_position_value", np.float64),
-        column("price_limits", np.bool_),
-    )
-
-
-def table_rows(table: RuleTable, start: int, stop: int) -> RuleTable:
-    """Rows ``start:stop`` of a rule table (a chunk of a sweep)."""
-    return RuleTable(*(np.ascontiguousarray(a[start:stop]) for a in table))
 
 
 def grid_combinations(grid: Mapping[str, Any]) -> list[dict[str, Any]]:

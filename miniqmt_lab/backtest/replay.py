@@ -2,7 +2,7 @@
 
 A journal row is one tick the engine evaluated: ``time`` (the round), ``stamp`` (the time a trade on
 it records), ``stock_code``, ``price``, ``bar_close`` (entries act here) and ``prev_close`` (the
-day's price limits); see ``miniqmt_lab.engine.read_journal``. Ticks of one time form a round, the
+day's price limits); see ``miniqmt_lab.records.read_journal``. Ticks of one time form a round, the
 distinct stamps are the bars of the result. The loop is the one ``run_backtest`` uses, so replaying
 a journal reproduces what the rules should have done on exactly the ticks the engine saw.
 """
@@ -21,8 +21,9 @@ from miniqmt_lab.backtest.nb import BarGrid, TickRounds, limit_table_nb
 from miniqmt_lab.backtest.prepare import BarData, Entries, entry_signals, naive_shanghai, rule_settings, stock_columns
 from miniqmt_lab.config import FeeSettings, RuleSettings
 from miniqmt_lab.market import ST_LIMIT_WIDTH, is_st, limit_width, min_buy_volume
+from miniqmt_lab.records import read_journal
+from miniqmt_lab.schema import JOURNAL_COLUMNS
 
-JOURNAL_COLUMNS = ("time", "stamp", "stock_code", "price", "bar_close", "prev_close")
 DAILY_STAMP = np.timedelta64(15 * 3600, "s")
 
 
@@ -43,8 +44,6 @@ def replay_journal(
     started with. ``realism``: apply the price limits from the journal's ``prev_close``.
     """
     if not isinstance(journal, pd.DataFrame):
-        from miniqmt_lab.engine import read_journal
-
         journal = read_journal(journal)
     bars, rounds, prev_close = journal_rounds(journal)
     if realism:

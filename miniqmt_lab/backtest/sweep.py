@@ -29,12 +29,11 @@ from miniqmt_lab.backtest.prepare import (
     grid_combinations,
     prepare_bars,
     rule_settings,
-    rule_table,
-    table_rows,
     tick_rounds,
 )
 from miniqmt_lab.config import FeeSettings, RuleSettings, Settings
-from miniqmt_lab.rules import fee_params
+from miniqmt_lab.market import fee_params
+from miniqmt_lab.rules.params import rule_table, table_rows
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go

@@ -7,13 +7,11 @@ load from numba's cache, on first call).
 from miniqmt_lab.engine.clock import ReplayClock, WallClock
 from miniqmt_lab.engine.engine import Engine
 from miniqmt_lab.engine.entries import EntrySource, FrameEntries, MacdEntries, macd_bar_entries
-from miniqmt_lab.engine.guards import Outcome
-from miniqmt_lab.engine.interfaces import TRADE_COLUMNS
 from miniqmt_lab.engine.replay import IdleFeed, ReplayFeed
 from miniqmt_lab.engine.sim_broker import SimBroker
-from miniqmt_lab.engine.store import read_journal
 from miniqmt_lab.engine.threads import ThreadState
-from miniqmt_lab.engine.views import EngineSnapshot, PositionView, ThreadHealth
+from miniqmt_lab.records import read_journal
+from miniqmt_lab.schema import TRADE_COLUMNS, EngineSnapshot, Outcome, PositionView, ThreadHealth
 
 __all__ = [
     "TRADE_COLUMNS",

@@ -14,7 +14,6 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from miniqmt_lab.engine.interfaces import BrokerPosition, OrderStatus, Side
 from miniqmt_lab.errors import InsufficientCash, InsufficientPosition
 from miniqmt_lab.rules import (
     RULE_GRID_BUY,
@@ -29,6 +28,7 @@ from miniqmt_lab.rules import (
     observe_price_nb,
     roll_day_nb,
 )
+from miniqmt_lab.schema import BrokerPosition, OrderStatus, Side
 
 CASH_TOLERANCE = 0.005  # yuan: below half a cent two cash figures are the same
 

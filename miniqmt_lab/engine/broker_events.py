@@ -14,18 +14,19 @@ from typing import TYPE_CHECKING
 
 from miniqmt_lab import market
 from miniqmt_lab.engine.book import PendingOrder, fill_transition
-from miniqmt_lab.engine.guards import Outcome
-from miniqmt_lab.engine.interfaces import (
+from miniqmt_lab.engine.store import TradeRow
+from miniqmt_lab.schema import (
+    RULE_NAMES,
     BrokerError,
     BrokerEvent,
     ConnectionChanged,
     Fill,
     OrderStatus,
     OrderUpdate,
+    Outcome,
+    Rule,
     Side,
 )
-from miniqmt_lab.engine.store import TradeRow
-from miniqmt_lab.rules import RULE_CODES, RULE_MANUAL, RULE_NAMES
 
 if TYPE_CHECKING:
     from miniqmt_lab.engine.trading import Trader
@@ -103,7 +104,7 @@ class BrokerEvents:
         book = self.trader.book
         order = self._match(fill.signal_id, fill.order_id)
         rule_name = fill.rule or (RULE_NAMES[order.rule] if order is not None else "manual")
-        rule = RULE_CODES.get(rule_name, RULE_MANUAL)
+        rule = int(Rule.of(rule_name))
         code = fill.code
         with book.lock:
             quote = book.quotes.get(code)

@@ -1,8 +1,8 @@
 """Clocks injected into the engine: the wall clock live, a replay clock driven by a recorded stream.
 
-Besides the ``Clock`` protocol of :mod:`miniqmt_lab.engine.interfaces` (``now``, ``sleep``), an engine
-clock answers whether it is trading time, because that answer differs by source: live it comes from
-the exchange calendar; in replay the stream itself is the market, so a delivered round is trading
+Besides ``now`` and ``sleep``, an engine clock (:class:`miniqmt_lab.protocols.EngineClock`) answers
+whether it is trading time, because that answer differs by source: live it comes from the exchange
+calendar; in replay the stream itself is the market, so a delivered round is trading
 time by definition and the next round is always due at once (no idle waiting between rounds).
 """
 
@@ -11,20 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable
-from typing import Protocol
 
 from miniqmt_lab import market
-from miniqmt_lab.engine.interfaces import Clock
-
-
-class EngineClock(Clock, Protocol):
-    def is_trading_time(self) -> bool:
-        """True when an order may be placed now."""
-        ...
-
-    def seconds_to_next_session(self) -> float:
-        """Clock seconds until the market opens again; 0 while it is open."""
-        ...
 
 
 class WallClock:

@@ -30,17 +30,18 @@ from typing import Any
 import pandas as pd
 
 from miniqmt_lab.config import Settings
-from miniqmt_lab.engine.clock import EngineClock, WallClock
+from miniqmt_lab.engine.clock import WallClock
 from miniqmt_lab.engine.entries import EntrySource, make_entries
-from miniqmt_lab.engine.interfaces import Broker, BrokerStatus, Feed, Side, mask_account
 from miniqmt_lab.engine.manual import manual_order
 from miniqmt_lab.engine.replay import IdleFeed
 from miniqmt_lab.engine.sim_broker import SimBroker
 from miniqmt_lab.engine.store import DatabaseLock, Journal, Store
 from miniqmt_lab.engine.threads import CallRunner, ManagedThread, ThreadState, Watchdog
 from miniqmt_lab.engine.trading import EVENTS_WAIT, Trader
-from miniqmt_lab.engine.views import EngineSnapshot, ThreadHealth, position_views, positions_frame
+from miniqmt_lab.engine.views import position_views, positions_frame
 from miniqmt_lab.errors import EngineNotRunning
+from miniqmt_lab.protocols import Broker, EngineClock, Feed
+from miniqmt_lab.schema import BrokerStatus, EngineSnapshot, Side, ThreadHealth, mask_account
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,9 @@ import threading
 from typing import TYPE_CHECKING
 
 from miniqmt_lab.engine.book import PendingOrder
-from miniqmt_lab.engine.guards import Outcome, Signal, is_stale
-from miniqmt_lab.engine.interfaces import OrderRequest
+from miniqmt_lab.engine.guards import Signal, is_stale
 from miniqmt_lab.errors import BrokerTimeout, OrderRejected, OutsideTradingTime
-from miniqmt_lab.rules import RULE_NAMES
+from miniqmt_lab.schema import RULE_NAMES, OrderRequest, Outcome
 
 if TYPE_CHECKING:
     from miniqmt_lab.engine.trading import Trader
@@ -100,7 +99,7 @@ class Execution:
         except BrokerTimeout as exc:
             # the order may still reach the broker: its fill is then recorded when it arrives
             book.finish(order)
-            store.update_signal(order.client_id, Outcome.TIMEOUT, str(exc))
+            store.update_signal(order.client_id, Outcome.UNKNOWN, str(exc))
             trader.last_error = str(exc)
             raise
         except OrderRejected as exc:

@@ -10,37 +10,14 @@ import datetime as dt
 import math
 import threading
 from dataclasses import dataclass
-from enum import StrEnum
 
-from miniqmt_lab.engine.interfaces import Side, Tick
 from miniqmt_lab.errors import InvalidStockCode
 from miniqmt_lab.market import normalize_code
-from miniqmt_lab.rules import OUTCOME_NAMES, RULE_NAMES, HoldingState, side_of
-
-
-class Outcome(StrEnum):
-    """What became of a signal; the ``outcome`` column of the signals table."""
-
-    PENDING = "pending"  # detected, handed to execution
-    SUBMITTED = "submitted"  # the order is at the broker, no fill yet
-    EXECUTED = "executed"  # filled
-    PARTIAL = "partially_executed"  # part filled, the rest cancelled or refused by the broker
-    NOT_EXECUTED = "not_executed"  # auto trading is off
-    STALE = "stale"  # older than signal_stale_seconds at execution
-    DUPLICATE = "duplicate"  # the same (stock, rule, holding state) ran within signal_repeat_seconds
-    REJECTED = "rejected"  # refused by validation or by the broker; the message says why
-    INTERRUPTED = "interrupted"  # the engine stopped before the broker confirmed the order
-    TIMEOUT = "timeout"  # the broker did not answer within the call timeout
-    # a rule fired but its order came out as no action (kernel outcomes)
-    NOTHING_AVAILABLE = OUTCOME_NAMES[1]
-    PRICE_LIMIT = OUTCOME_NAMES[2]
-    ZERO_LOT = OUTCOME_NAMES[3]
-    MAX_POSITION = OUTCOME_NAMES[4]
-    NO_CASH = OUTCOME_NAMES[5]
-
+from miniqmt_lab.rules import HoldingState
+from miniqmt_lab.schema import RULE_NAMES, Outcome, Side, Tick
 
 FINAL_FOR_EXECUTION = frozenset(
-    {Outcome.SUBMITTED, Outcome.EXECUTED, Outcome.PARTIAL, Outcome.INTERRUPTED, Outcome.TIMEOUT}
+    {Outcome.SUBMITTED, Outcome.EXECUTED, Outcome.PARTIAL, Outcome.INTERRUPTED, Outcome.UNKNOWN}
 )
 """A signal id stored with one of these outcomes is never executed again (processed-signal memory)."""
 
@@ -65,7 +42,7 @@ class Signal:
 
     @property
     def side(self) -> Side:
-        return Side(side_of(self.rule))
+        return Side.of_rule(self.rule)
 
 
 def signal_id(round_time: dt.datetime, code: str, rule: int) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from miniqmt_lab.config import Settings
-from miniqmt_lab.engine.interfaces import mask_account
+from miniqmt_lab.schema import mask_account
 
 LOG_NAME = "miniqmt_lab.log"
 FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
@@ -65,7 +65,7 @@ def setup_logging(settings: Settings, *, console: bool = True, level: int = logg
 
     Calling it again replaces the handlers it installed before.
     """
-    log_dir = Path(settings.paths.log_dir)
+    log_dir = settings.log_path
     log_dir.mkdir(parents=True, exist_ok=True)
     removed = cleanup_old_logs(log_dir, settings.paths.log_retention_days)
     mask = AccountMaskFilter([settings.qmt.account_id])

@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING
 
 from miniqmt_lab import market
 from miniqmt_lab.engine.book import PendingOrder
-from miniqmt_lab.engine.guards import Outcome
-from miniqmt_lab.engine.interfaces import Side
 from miniqmt_lab.engine.store import SignalRow
 from miniqmt_lab.errors import (
     EngineNotRunning,
@@ -24,7 +22,8 @@ from miniqmt_lab.errors import (
     OutsideTradingTime,
     PriceLimitBreached,
 )
-from miniqmt_lab.rules import LOT, RULE_MANUAL
+from miniqmt_lab.rules import RULE_MANUAL
+from miniqmt_lab.schema import LOT, Outcome, Side
 
 if TYPE_CHECKING:
     from miniqmt_lab.engine.trading import Trader

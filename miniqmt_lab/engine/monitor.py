@@ -18,20 +18,15 @@ from typing import TYPE_CHECKING
 
 from miniqmt_lab import market
 from miniqmt_lab.engine.execution import Task
-from miniqmt_lab.engine.guards import FINAL_FOR_EXECUTION, Outcome, Signal, repeat_key, signal_id, tick_problem
-from miniqmt_lab.engine.interfaces import Tick, TickRound
-from miniqmt_lab.engine.store import SignalRow, local_text
+from miniqmt_lab.engine.guards import FINAL_FOR_EXECUTION, Signal, repeat_key, signal_id, tick_problem
+from miniqmt_lab.engine.store import SignalRow
+from miniqmt_lab.records import local_text
 from miniqmt_lab.rules import (
-    OUT_MAX_POSITION,
-    OUT_NO_CASH,
-    OUT_NOTHING_AVAILABLE,
-    OUT_PRICE_LIMIT,
-    OUT_ZERO_LOT,
-    OUTCOME_NAMES,
     RULE_NONE,
     decide_entry_nb,
     decide_nb,
 )
+from miniqmt_lab.schema import Blocked, Outcome, Tick, TickRound
 
 if TYPE_CHECKING:
     from miniqmt_lab.engine.trading import Trader
@@ -193,7 +188,8 @@ class Monitor:
         if quiet.recent(quiet_key, signal.detected_at):
             return
         quiet.remember(quiet_key, signal.detected_at)
-        self._record(signal, Outcome(OUTCOME_NAMES[outcome]), _NO_ACTION_MESSAGES[outcome])
+        blocked = Blocked(outcome)
+        self._record(signal, Outcome.blocked(blocked), blocked.message)
 
     def _hand_over(self, signal: Signal) -> None:
         trader = self.trader
@@ -227,11 +223,3 @@ def _journal_row(tick: Tick, texts: dict[dt.datetime, str]) -> tuple[str, str, s
     return (texts[tick.time], texts[tick.trade_time], str(tick.code), _journal_price(tick.price),
             int(tick.bar_close), _journal_price(tick.prev_close))
 
-
-_NO_ACTION_MESSAGES = {
-    OUT_NOTHING_AVAILABLE: "no share may be sold now (T+1 or reserved by an order)",
-    OUT_PRICE_LIMIT: "blocked by the day's price limit",
-    OUT_ZERO_LOT: "position_unit buys less than one lot at this price",
-    OUT_MAX_POSITION: "max_position_value leaves no room for one lot",
-    OUT_NO_CASH: "cash does not cover one lot with fees",
-}

@@ -22,9 +22,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from miniqmt_lab import records
 from miniqmt_lab.engine.clock import ReplayClock
-from miniqmt_lab.engine.interfaces import Tick, TickRound
 from miniqmt_lab.market import SHANGHAI, normalize_code
+from miniqmt_lab.schema import Tick, TickRound
 
 TickMode = Literal["ohlc", "close"]
 DAILY_TICK_TIMES = (dt.time(9, 30), dt.time(10, 30), dt.time(13, 30), dt.time(14, 57))
@@ -176,7 +177,7 @@ def bars_to_ticks(bars: pd.DataFrame, tick_mode: TickMode = "ohlc") -> TickTable
 
 
 def journal_to_ticks(journal: pd.DataFrame) -> TickTable:
-    """The tick stream of a journal-shaped frame (see :func:`miniqmt_lab.engine.store.read_journal`)."""
+    """The tick stream of a journal-shaped frame (see :func:`miniqmt_lab.records.read_journal`)."""
     if journal.empty:
         raise ValueError("the journal holds no ticks")
     missing = [c for c in ("time", "stamp", "stock_code", "price", "bar_close", "prev_close") if c not in journal]
@@ -229,13 +230,11 @@ class ReplayFeed:
     @classmethod
     def from_journal(cls, path: str | Path, *, clock: ReplayClock | None = None) -> ReplayFeed:
         """Replay a session journal (``Engine.journal_path``)."""
-        from miniqmt_lab.engine.store import read_journal
-
-        return cls(journal_to_ticks(read_journal(path)), clock=clock)
+        return cls(journal_to_ticks(records.read_journal(path)), clock=clock)
 
     @classmethod
     def from_ticks(cls, ticks: pd.DataFrame, *, clock: ReplayClock | None = None) -> ReplayFeed:
-        """Replay a tick frame shaped like :func:`~miniqmt_lab.engine.store.read_journal`'s; codes and
+        """Replay a tick frame shaped like :func:`~miniqmt_lab.records.read_journal`'s; codes and
         prices are delivered as given, so bad data reaches the engine as a live feed would send it."""
         return cls(journal_to_ticks(ticks), clock=clock)
 

@@ -22,30 +22,30 @@ from collections.abc import Iterable
 import pandas as pd
 
 from miniqmt_lab.config import Settings
-from miniqmt_lab.engine.clock import EngineClock, WallClock
-from miniqmt_lab.engine.interfaces import (
+from miniqmt_lab.engine.clock import WallClock
+from miniqmt_lab.errors import InsufficientCash, InsufficientPosition, InvalidPrice, InvalidVolume
+from miniqmt_lab.market import check_price, fee_params
+from miniqmt_lab.protocols import EngineClock
+from miniqmt_lab.rules import (
+    HoldingState,
+    apply_buy_nb,
+    apply_sell_nb,
+    empty_holding_nb,
+    fees_nb,
+    roll_day_nb,
+)
+from miniqmt_lab.schema import (
     BrokerAsset,
     BrokerEvent,
+    BrokerOrder,
     BrokerPosition,
     BrokerStatus,
     Fill,
     OrderRequest,
     OrderStatus,
     OrderUpdate,
+    Rule,
     Side,
-)
-from miniqmt_lab.errors import InsufficientCash, InsufficientPosition, InvalidPrice, InvalidVolume
-from miniqmt_lab.market import check_price
-from miniqmt_lab.rules import (
-    RULE_CODES,
-    RULE_MANUAL,
-    HoldingState,
-    apply_buy_nb,
-    apply_sell_nb,
-    empty_holding_nb,
-    fee_params,
-    fees_nb,
-    roll_day_nb,
 )
 
 
@@ -53,6 +53,7 @@ class SimBroker:
     """Paper broker: immediate fills at the order price, kernel fees, T+1, a single cash pool."""
 
     name = "SimBroker"
+    live = False  # paper: no order leaves this process
 
     def __init__(self, settings: Settings | None = None, *, clock: EngineClock | None = None) -> None:
         self.settings = settings or Settings()
@@ -68,6 +69,7 @@ class SimBroker:
         # ids stay unique across restarts: the engine's trade_records key on them
         self._session = uuid.uuid4().hex[:8]
         self._ids = itertools.count(1)
+        self._orders: list[BrokerOrder] = []
 
     def attach(self, clock: EngineClock, trades: pd.DataFrame) -> None:
         """Follow the engine's clock and rebuild the ledger from its trades (``Store.ledger_frame``)."""
@@ -90,7 +92,7 @@ class SimBroker:
 
     def _apply(self, code: str, side: Side, price: float, volume: int, rule: str) -> float:
         state = self._holdings.get(code, empty_holding_nb())
-        rule_code = RULE_CODES.get(rule, RULE_MANUAL)
+        rule_code = int(Rule.of(rule))
         if side is Side.BUY:
             state, self._cash, fee = apply_buy_nb(state, self._cash, price, volume, rule_code, self._fees)
         else:
@@ -132,6 +134,8 @@ class SimBroker:
             n = next(self._ids)
             order_id = f"sim-{self._session}-{n}"
             fee = self._apply(order.code, order.side, price, order.volume, order.rule)
+            self._orders.append(BrokerOrder(order_id, order.code, order.side, order.volume, order.volume, price,
+                                            OrderStatus.FILLED, order.signal_id))
             # the events are queued before the lock is released, so they keep the order of the fills
             common = {"signal_id": order.signal_id, "rule": order.rule}
             self.events.put(
@@ -165,6 +169,11 @@ class SimBroker:
                 )
                 for code, s in sorted(self._holdings.items())
             ]
+
+    def orders(self) -> list[BrokerOrder]:
+        """Every order of this session; paper orders fill at once."""
+        with self._lock:
+            return list(self._orders)
 
     def asset(self) -> BrokerAsset:
         with self._lock:

@@ -8,7 +8,7 @@ transaction, committed before the book shows them.
 
 The journal (``<database folder>/journal/<session>.sqlite``) records every tick the monitor
 evaluated, so a session can be replayed (``ReplayFeed.from_journal``) or backtested
-(:func:`read_journal`). Times are stored as naive Asia/Shanghai local times.
+(:func:`miniqmt_lab.records.read_journal`). Times are stored as naive Asia/Shanghai local times.
 """
 
 from __future__ import annotations
@@ -24,19 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
 import pandas as pd
 
+from miniqmt_lab import records
 from miniqmt_lab.engine.book import Position
-from miniqmt_lab.engine.guards import FINAL_FOR_EXECUTION, Outcome
-from miniqmt_lab.engine.interfaces import TRADE_COLUMNS
+from miniqmt_lab.engine.guards import FINAL_FOR_EXECUTION
 from miniqmt_lab.errors import MiniQmtError
-from miniqmt_lab.market import SHANGHAI, to_shanghai
+from miniqmt_lab.records import from_local_text, local_text
 from miniqmt_lab.rules import holding
+from miniqmt_lab.schema import Outcome
 
 SCHEMA_VERSION = "1"
-SIGNAL_COLUMNS = ("id", "time", "stock_code", "rule", "side", "price", "volume", "outcome", "message")
-JOURNAL_COLUMNS = ("time", "stamp", "stock_code", "price", "bar_close", "prev_close")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -99,15 +97,6 @@ def _lock_file(file: BinaryIO) -> None:
         import fcntl
 
         fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def local_text(moment: dt.datetime) -> str:
-    """Naive Shanghai local time as stored text (microseconds kept, so text order is time order)."""
-    return to_shanghai(moment).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-
-
-def from_local_text(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=SHANGHAI)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -194,8 +183,7 @@ class Store:
             if not self._closed:
                 return self._con.execute(sql, params).fetchall()
         # a stopped engine's records stay readable
-        with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as con:
-            return con.execute(sql, params).fetchall()
+        return records.read_only_query(self.path)(sql, params)
 
     # -- the book ---------------------------------------------------------------------------------
 
@@ -368,48 +356,16 @@ class Store:
     # -- frames -----------------------------------------------------------------------------------
 
     def trades_frame(self) -> pd.DataFrame:
-        rows = self._query(
-            "SELECT time, stock_code, side, price, volume, amount, commission, rule FROM trade_records"
-            " ORDER BY time, seq"
-        )
-        return _frame(rows, TRADE_COLUMNS, times=("time",), ints=("volume",), floats=("price", "amount", "commission"))
+        return records.trades_frame(self._query)
 
     def ledger_frame(self) -> pd.DataFrame:
-        """Trades with their ids, realised P&L and cash after, in processing order (audits, restore)."""
-        columns = ("seq", "trade_id", "order_id", "signal_id", *TRADE_COLUMNS, "realised", "cash_after")
-        rows = self._query(f"SELECT {', '.join(columns)} FROM trade_records ORDER BY seq")
-        return _frame(rows, columns, times=("time",), ints=("seq", "volume"),
-                      floats=("price", "amount", "commission", "realised", "cash_after"))
+        return records.ledger_frame(self._query)
 
     def signals_frame(self) -> pd.DataFrame:
-        rows = self._query(f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals ORDER BY seq")
-        return _frame(rows, SIGNAL_COLUMNS, times=("time",), ints=("volume",), floats=("price",))
+        return records.signals_frame(self._query)
 
     def issues_frame(self) -> pd.DataFrame:
-        columns = ("time", "kind", "stock_code", "message")
-        return _frame(self._query(f"SELECT {', '.join(columns)} FROM issues ORDER BY seq"), columns, times=("time",))
-
-
-def _frame(
-    rows: list[tuple],
-    columns: Sequence[str],
-    *,
-    times: Sequence[str] = (),
-    ints: Sequence[str] = (),
-    floats: Sequence[str] = (),
-) -> pd.DataFrame:
-    data = {c: [r[i] for r in rows] for i, c in enumerate(columns)}
-    out: dict[str, object] = {}
-    for c in columns:
-        if c in times:
-            out[c] = pd.to_datetime(pd.Series(data[c], dtype=object)).to_numpy(dtype="datetime64[us]")
-        elif c in ints:
-            out[c] = np.asarray(data[c], dtype=np.int64)
-        elif c in floats:
-            out[c] = np.asarray([np.nan if v is None else v for v in data[c]], dtype=np.float64)
-        else:
-            out[c] = np.asarray(data[c], dtype=object)
-    return pd.DataFrame(out, columns=list(columns))
+        return records.issues_frame(self._query)
 
 
 # -- the tick journal -------------------------------------------------------------------------------
@@ -464,19 +420,3 @@ class Journal:
                 self._flush()
                 self._closed = True
                 self._con.close()
-
-
-def read_journal(path: str | Path) -> pd.DataFrame:
-    """A session journal as a frame: ``time`` (tick time) and ``stamp`` (the time a trade on the tick
-    records), both naive Asia/Shanghai datetime64; ``stock_code``; ``price`` (NaN where the feed sent
-    a bad one); ``bar_close`` (the tick closes its bar: entries act here); ``prev_close`` (reference
-    close of the day's price limits, NaN when unknown). Rows in tick order.
-    """
-    file = Path(path)
-    if not file.exists():
-        raise FileNotFoundError(f"no journal at {file}")
-    with contextlib.closing(sqlite3.connect(f"file:{file}?mode=ro", uri=True)) as con:
-        rows = con.execute(f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM ticks ORDER BY rowid").fetchall()
-    frame = _frame(rows, JOURNAL_COLUMNS, times=("time", "stamp"), floats=("price", "prev_close"))
-    frame["bar_close"] = frame["bar_close"].astype(bool)
-    return frame

@@ -34,15 +34,16 @@ from miniqmt_lab import market
 from miniqmt_lab.config import Settings
 from miniqmt_lab.engine.book import PositionBook
 from miniqmt_lab.engine.broker_events import EVENTS_WAIT, BrokerEvents
-from miniqmt_lab.engine.clock import EngineClock
 from miniqmt_lab.engine.entries import EntrySource
 from miniqmt_lab.engine.execution import Execution, Task
 from miniqmt_lab.engine.guards import RepeatGuard
-from miniqmt_lab.engine.interfaces import Broker, BrokerStatus, Feed
 from miniqmt_lab.engine.monitor import Monitor, MonitorStats
 from miniqmt_lab.engine.store import Journal, Store
 from miniqmt_lab.engine.threads import CallRunner
-from miniqmt_lab.rules import fee_params, rule_params
+from miniqmt_lab.market import fee_params
+from miniqmt_lab.protocols import Broker, EngineClock, Feed
+from miniqmt_lab.rules.params import rule_params
+from miniqmt_lab.schema import BrokerStatus
 
 log = logging.getLogger(__name__)
 

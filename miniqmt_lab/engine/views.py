@@ -2,79 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from miniqmt_lab.engine.book import PositionBook
-from miniqmt_lab.engine.interfaces import BrokerStatus
-from miniqmt_lab.rules import RuleParams, dynamic_exit_level_nb, grid_trigger_price_nb
-
-POSITION_COLUMNS = (
-    "stock_code",
-    "stock_name",
-    "volume",
-    "available",
-    "cost",
-    "base_cost",
-    "price",
-    "market_value",
-    "profit_ratio",
-    "open_date",
-    "tp_done",
-    "high",
-    "stop_loss_price",
-    "dynamic_exit_level",
-    "next_grid_price",
-    "grid_k",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class PositionView:
-    stock_code: str
-    stock_name: str
-    volume: int
-    available: int
-    cost: float
-    base_cost: float
-    price: float
-    market_value: float
-    profit_ratio: float
-    open_date: dt.date | None
-    tp_done: bool
-    high: float
-    stop_loss_price: float
-    dynamic_exit_level: float  # NaN until the first take-profit ran, or when no tier is reached
-    next_grid_price: float  # NaN when the grid is off or used up
-    grid_k: int
-
-
-@dataclass(frozen=True, slots=True)
-class ThreadHealth:
-    name: str
-    state: str
-    alive: bool
-    last_heartbeat: float | None  # epoch seconds of the last loop turn
-    restarts: int
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSnapshot:
-    version: int
-    time: dt.datetime | None  # engine clock time; None before a replay clock has any
-    mode: str  # 'paper' or 'live'
-    auto_trading: bool
-    running: bool
-    cash: float
-    total_asset: float
-    positions: tuple[PositionView, ...]
-    threads: tuple[ThreadHealth, ...]
-    broker: BrokerStatus
-    last_error: str
+from miniqmt_lab.rules import RuleParams, dynamic_exit_level_nb, grid_trigger_price_nb, stop_loss_price_nb
+from miniqmt_lab.schema import POSITION_COLUMNS, PositionView
 
 
 def position_views(book: PositionBook, params: RuleParams) -> tuple[PositionView, ...]:
@@ -95,12 +30,13 @@ def position_views(book: PositionBook, params: RuleParams) -> tuple[PositionView
                     cost=float(s.cost),
                     base_cost=float(s.base_cost),
                     price=float(price),
+                    price_time=quote.time if quote is not None else None,
                     market_value=float(s.volume * price),
                     profit_ratio=float(price / s.cost - 1.0) if s.cost > 0 else math.nan,
                     open_date=pos.open_date,
                     tp_done=bool(s.tp_done),
                     high=float(s.high),
-                    stop_loss_price=float(s.cost * (1.0 + params.stop_loss_ratio)),
+                    stop_loss_price=float(stop_loss_price_nb(s.cost, params)),
                     dynamic_exit_level=float(dynamic_exit_level_nb(s.high, s.cost, params)) if s.tp_done else math.nan,
                     next_grid_price=float(grid_trigger_price_nb(s, params)),
                     grid_k=int(s.grid_k),

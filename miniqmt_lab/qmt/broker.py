@@ -29,10 +29,24 @@ from typing import Any
 
 from miniqmt_lab import market as mkt
 from miniqmt_lab.config import Settings
-from miniqmt_lab.engine.interfaces import (
+from miniqmt_lab.errors import InvalidVolume, OrderRejected, QmtUnavailable
+from miniqmt_lab.qmt.callbacks import Pump
+from miniqmt_lab.qmt.connection import RECONNECTED, Connection, TimedCalls
+from miniqmt_lab.qmt.loader import XtModules, derive_session_id
+from miniqmt_lab.qmt.translate import (
+    STRATEGY_NAME,
+    OrderTracker,
+    TrackedOrder,
+    order_remark,
+    order_status,
+    parse_remark,
+    side_of,
+)
+from miniqmt_lab.schema import (
     BrokerAsset,
     BrokerError,
     BrokerEvent,
+    BrokerOrder,
     BrokerPosition,
     BrokerStatus,
     ConnectionChanged,
@@ -40,11 +54,6 @@ from miniqmt_lab.engine.interfaces import (
     Side,
     mask_account,
 )
-from miniqmt_lab.errors import InvalidVolume, OrderRejected, QmtUnavailable
-from miniqmt_lab.qmt.callbacks import Pump
-from miniqmt_lab.qmt.connection import RECONNECTED, Connection, TimedCalls
-from miniqmt_lab.qmt.loader import XtModules, derive_session_id
-from miniqmt_lab.qmt.translate import STRATEGY_NAME, OrderTracker, TrackedOrder, order_remark
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +67,7 @@ class QmtBroker:
     """
 
     name = "qmt"
+    live = True  # orders reach a real account: an engine on this broker is live
 
     def __init__(
         self,
@@ -162,6 +172,24 @@ class QmtBroker:
             if int(p.volume) > 0  # the client lists stocks sold out today with volume 0
         ]
 
+    def orders(self) -> list[BrokerOrder]:
+        """Today's orders of this program (its strategy name), each with the signal id of its remark."""
+        trader, account, xtc = self._connection.live()
+        rows = self._call(trader.query_stock_orders, account, False, what="query_stock_orders")
+        if rows is None:
+            raise QmtUnavailable("query_stock_orders returned nothing: the QMT client may have disconnected")
+        out = []
+        for o in rows:
+            if getattr(o, "strategy_name", "") != STRATEGY_NAME:
+                continue
+            _, signal_id = parse_remark(o.order_remark)
+            out.append(BrokerOrder(
+                order_id=str(o.order_id), code=o.stock_code, side=side_of(o.order_type, xtc.STOCK_BUY),
+                volume=int(o.order_volume), filled_volume=int(o.traded_volume), price=float(o.price),
+                status=order_status(o.order_status), signal_id=signal_id,
+            ))
+        return out
+
     def asset(self) -> BrokerAsset:
         trader, account, _ = self._connection.live()
         a = self._call(trader.query_stock_asset, account, what="query_stock_asset")
@@ -177,6 +205,7 @@ class QmtBroker:
                 name=self.name,
                 message=connection.message,
                 account=mask_account(self.settings.qmt.account_id),
+                live=True,
                 outages=connection.outages,
                 details={
                     "session_id": self.session_id,

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from miniqmt_lab.config import Settings
-from miniqmt_lab.engine.interfaces import BrokerEvent, ConnectionChanged
 from miniqmt_lab.errors import BrokerTimeout, QmtUnavailable
 from miniqmt_lab.qmt.callbacks import make_callback
 from miniqmt_lab.qmt.loader import XtModules, open_trader, resolve
+from miniqmt_lab.schema import BrokerEvent, ConnectionChanged
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ import pandas as pd
 
 from miniqmt_lab import market as mkt
 from miniqmt_lab.config import Settings
-from miniqmt_lab.engine.interfaces import Tick, TickRound
 from miniqmt_lab.errors import QmtUnavailable
 from miniqmt_lab.qmt.loader import XtModules, client_errors, resolve
+from miniqmt_lab.schema import Tick, TickRound
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-from miniqmt_lab.engine.interfaces import mask_account
 from miniqmt_lab.errors import QmtUnavailable
+from miniqmt_lab.schema import mask_account
 
 CLIENT_DOWN_MARK = "无法连接xtquant服务"
 """Start of the plain Exception every xtdata call raises when no client is running."""

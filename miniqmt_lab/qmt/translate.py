@@ -19,8 +19,8 @@ from typing import Any
 
 from miniqmt_lab import market as mkt
 from miniqmt_lab.config import FeeSettings
-from miniqmt_lab.engine.interfaces import BrokerError, BrokerEvent, Fill, OrderStatus, OrderUpdate, Side
 from miniqmt_lab.errors import BrokerTimeout, OrderRejected
+from miniqmt_lab.schema import BrokerError, BrokerEvent, Fill, OrderStatus, OrderUpdate, Side
 
 log = logging.getLogger(__name__)
 

@@ -1,28 +1,24 @@
-"""The rule kernel (``nb``) and the glue that turns settings into its parameters.
+"""The rule kernel (``nb``), re-exported, and a helper to build a holding with numba-friendly types.
 
 Importing this package compiles nothing: numba compiles (or loads from its cache) each kernel
-function on its first call.
+function on its first call. It imports no other part of the package than the neutral schema: the
+market model and the settings sit above the kernel; ``miniqmt_lab.rules.params`` turns settings into
+kernel parameters.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-from miniqmt_lab.config import FeeSettings, RuleSettings
 from miniqmt_lab.rules.nb import (
     EPS,
-    LOT,
     OUT_MAX_POSITION,
     OUT_NO_CASH,
     OUT_NOTHING_AVAILABLE,
     OUT_OK,
     OUT_PRICE_LIMIT,
     OUT_ZERO_LOT,
-    OUTCOME_NAMES,
     RULE_ENTRY,
     RULE_GRID_BUY,
     RULE_MANUAL,
-    RULE_NAMES,
     RULE_NONE,
     RULE_STOP_LOSS,
     RULE_TP_DYNAMIC,
@@ -47,34 +43,8 @@ from miniqmt_lab.rules.nb import (
     round_half_up_nb,
     sellable_nb,
     size_buy_nb,
+    stop_loss_price_nb,
 )
-
-SELL_RULES = frozenset({RULE_STOP_LOSS, RULE_TP_INITIAL, RULE_TP_DYNAMIC})
-RULE_CODES = {name: code for code, name in enumerate(RULE_NAMES) if name}
-
-
-def rule_params(rules: RuleSettings) -> RuleParams:
-    table = np.asarray(rules.dynamic_take_profit, dtype=np.float64).reshape(-1, 2)
-    return RuleParams(
-        float(rules.stop_loss_ratio),
-        float(rules.initial_take_profit_ratio),
-        float(rules.initial_take_profit_fraction),
-        np.ascontiguousarray(table[:, 0]),
-        np.ascontiguousarray(table[:, 1]),
-        bool(rules.grid_enabled),
-        np.asarray(rules.grid_levels, dtype=np.float64).reshape(-1),
-        float(rules.position_unit),
-        float(rules.max_position_value),
-    )
-
-
-def fee_params(fees: FeeSettings) -> FeeParams:
-    return FeeParams(
-        float(fees.commission_rate),
-        float(fees.min_commission),
-        float(fees.stamp_duty_rate),
-        float(fees.transfer_fee_rate),
-    )
 
 
 def holding(
@@ -98,30 +68,21 @@ def holding(
     )
 
 
-def side_of(rule: int) -> str:
-    return "SELL" if rule in SELL_RULES else "BUY"
-
-
 __all__ = [
     "EPS",
-    "LOT",
-    "OUTCOME_NAMES",
     "OUT_MAX_POSITION",
     "OUT_NOTHING_AVAILABLE",
     "OUT_NO_CASH",
     "OUT_OK",
     "OUT_PRICE_LIMIT",
     "OUT_ZERO_LOT",
-    "RULE_CODES",
     "RULE_ENTRY",
     "RULE_GRID_BUY",
     "RULE_MANUAL",
-    "RULE_NAMES",
     "RULE_NONE",
     "RULE_STOP_LOSS",
     "RULE_TP_DYNAMIC",
     "RULE_TP_INITIAL",
-    "SELL_RULES",
     "FeeParams",
     "HoldingState",
     "RuleParams",
@@ -131,7 +92,6 @@ __all__ = [
     "decide_nb",
     "dynamic_exit_level_nb",
     "empty_holding_nb",
-    "fee_params",
     "fee_parts_nb",
     "fees_nb",
     "fill_buy_nb",
@@ -142,8 +102,7 @@ __all__ = [
     "observe_price_nb",
     "roll_day_nb",
     "round_half_up_nb",
-    "rule_params",
     "sellable_nb",
-    "side_of",
     "size_buy_nb",
+    "stop_loss_price_nb",
 ]

@@ -22,26 +22,25 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from miniqmt_lab.schema import LOT, Blocked, Rule
+
 EPS = 1e-9
 
-RULE_NONE = 0
-RULE_STOP_LOSS = 1
-RULE_TP_INITIAL = 2
-RULE_TP_DYNAMIC = 3
-RULE_GRID_BUY = 4
-RULE_ENTRY = 5
-RULE_MANUAL = 6
-RULE_NAMES = ("", "stop_loss", "take_profit_initial", "take_profit_dynamic", "grid_buy", "entry", "manual")
+RULE_NONE = int(Rule.NONE)
+RULE_STOP_LOSS = int(Rule.STOP_LOSS)
+RULE_TP_INITIAL = int(Rule.TP_INITIAL)
+RULE_TP_DYNAMIC = int(Rule.TP_DYNAMIC)
+RULE_GRID_BUY = int(Rule.GRID_BUY)
+RULE_ENTRY = int(Rule.ENTRY)
+RULE_MANUAL = int(Rule.MANUAL)
 
-OUT_OK = 0
-OUT_NOTHING_AVAILABLE = 1  # a sell rule fired but no share may be sold (T+1) or it rounds to 0
-OUT_PRICE_LIMIT = 2  # buy at/above the up-limit or sell at/below the down-limit
-OUT_ZERO_LOT = 3  # a buy that rounds to 0 shares (position_unit below one lot at this price)
-OUT_MAX_POSITION = 4  # max_position_value leaves no room for one lot
-OUT_NO_CASH = 5  # cash does not cover one lot plus fees
-OUTCOME_NAMES = ("ok", "nothing_available", "price_limit", "zero_lot", "max_position", "no_cash")
-
-LOT = 100
+# the kernel's outcome of a fired rule (``Blocked`` of the schema), as plain ints for numba
+OUT_OK = int(Blocked.OK)
+OUT_NOTHING_AVAILABLE = int(Blocked.NOTHING_AVAILABLE)
+OUT_PRICE_LIMIT = int(Blocked.PRICE_LIMIT)
+OUT_ZERO_LOT = int(Blocked.ZERO_LOT)
+OUT_MAX_POSITION = int(Blocked.MAX_POSITION)
+OUT_NO_CASH = int(Blocked.NO_CASH)
 
 
 class RuleParams(NamedTuple):
@@ -54,6 +53,27 @@ class RuleParams(NamedTuple):
     grid_levels: np.ndarray
     position_unit: float
     max_position_value: float
+
+
+class RuleTable(NamedTuple):
+    """The rule parameters of every combination, one row each (see :func:`rule_params_at_nb`).
+
+    Ragged parameters (the dynamic take-profit table, the grid levels) are padded on the right;
+    ``dyn_len`` and ``grid_len`` give each row's true length.
+    """
+
+    stop_loss_ratio: np.ndarray
+    initial_take_profit_ratio: np.ndarray
+    initial_take_profit_fraction: np.ndarray
+    dyn_min_high: np.ndarray  # (n_combos, max_rows)
+    dyn_keep: np.ndarray  # (n_combos, max_rows)
+    dyn_len: np.ndarray
+    grid_enabled: np.ndarray
+    grid_levels: np.ndarray  # (n_combos, max_levels)
+    grid_len: np.ndarray
+    position_unit: np.ndarray
+    max_position_value: np.ndarray
+    price_limits: np.ndarray  # bool: apply the day's price limits
 
 
 class FeeParams(NamedTuple):
@@ -152,6 +172,12 @@ def dynamic_exit_level_nb(high: float, cost: float, params: RuleParams) -> float
         if params.dyn_min_high[i] <= m + EPS:
             level = high * params.dyn_keep[i]
     return level
+
+
+@njit(cache=True)
+def stop_loss_price_nb(cost: float, params: RuleParams) -> float:
+    """Price at or below which the stop loss fires for a holding bought at ``cost``."""
+    return cost * (1.0 + params.stop_loss_ratio)
 
 
 @njit(cache=True)
@@ -296,3 +322,19 @@ def limit_prices_nb(prev_close: float, width: float) -> tuple[float, float]:
     if not (prev_close > 0.0):
         return np.nan, np.nan
     return round_half_up_nb(prev_close * (1.0 + width), 2), round_half_up_nb(prev_close * (1.0 - width), 2)
+
+
+@njit(cache=True)
+def rule_params_at_nb(table: RuleTable, c: int) -> RuleParams:
+    """The kernel's RuleParams of combination ``c``."""
+    return RuleParams(
+        table.stop_loss_ratio[c],
+        table.initial_take_profit_ratio[c],
+        table.initial_take_profit_fraction[c],
+        table.dyn_min_high[c, : table.dyn_len[c]],
+        table.dyn_keep[c, : table.dyn_len[c]],
+        table.grid_enabled[c],
+        table.grid_levels[c, : table.grid_len[c]],
+        table.position_unit[c],
+        table.max_position_value[c],
+    )

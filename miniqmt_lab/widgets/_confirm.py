@@ -28,7 +28,7 @@ def account_label(snapshot: Any) -> str:
         return "an account the engine has not reported yet"
     # the snapshot holds it masked already (docs/contracts.md); masking again is idempotent and keeps a
     # raw id off the screen should an adapter forget. Imported here: only a live engine needs it.
-    from miniqmt_lab.engine.interfaces import mask_account
+    from miniqmt_lab.schema import mask_account
 
     return f"<b>{html.escape(mask_account(account))}</b>"
 

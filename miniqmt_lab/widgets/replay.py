@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 import traitlets
 
 from miniqmt_lab.config import Settings
-from miniqmt_lab.rules import RULE_NAMES
+from miniqmt_lab.schema import RULE_NAMES
 from miniqmt_lab.widgets._html import (
     TABLE_CSS,
     Column,
@@ -410,7 +410,8 @@ class SignalReplayPanel(w.VBox):
         self.position.value = self._position_html(i)
 
     def _position_html(self, i: int) -> str:
-        from miniqmt_lab.rules import dynamic_exit_level_nb, grid_trigger_price_nb, holding, rule_params
+        from miniqmt_lab.rules import dynamic_exit_level_nb, grid_trigger_price_nb, holding, stop_loss_price_nb
+        from miniqmt_lab.rules.params import rule_params
 
         close = float(self.state.bars["close"].iloc[i])
         columns = [("recorded", self.state.path, self.state.session.rules)]
@@ -432,7 +433,7 @@ class SignalReplayPanel(w.VBox):
                 "high": fmt_number(row["high"]) if held else "—",
                 "first TP done": ("yes" if row["tp_done"] else "no") if held else "—",
                 "grid buys": fmt_int(row["grid_k"]) if held else "—",
-                "stop-loss price": fmt_number(row["cost"] * (1 + rules.stop_loss_ratio)) if held else "—",
+                "stop-loss price": fmt_number(stop_loss_price_nb(row["cost"], params)) if held else "—",
                 "dynamic exit": fmt_number(dynamic_exit_level_nb(row["high"], row["cost"], params))
                 if held and row["tp_done"] else "—",
                 "next grid buy": fmt_number(grid_trigger_price_nb(state, params)) if held else "—",

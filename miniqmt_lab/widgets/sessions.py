@@ -19,20 +19,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from miniqmt_lab import records
 from miniqmt_lab.config import FeeSettings, RuleSettings, Settings
-from miniqmt_lab.engine.interfaces import TRADE_COLUMNS
 from miniqmt_lab.engine.replay import bars_to_ticks
-from miniqmt_lab.engine.store import SIGNAL_COLUMNS, Store, read_journal
+from miniqmt_lab.market import fee_params
+from miniqmt_lab.records import read_journal
 from miniqmt_lab.rules import (
-    RULE_CODES,
     HoldingState,
     apply_buy_nb,
     apply_sell_nb,
     empty_holding_nb,
-    fee_params,
     observe_price_nb,
     roll_day_nb,
 )
+from miniqmt_lab.schema import SIGNAL_COLUMNS, TRADE_COLUMNS, Rule
 
 Rerun = Callable[[RuleSettings], pd.DataFrame]
 
@@ -133,11 +133,8 @@ def journal_session(
     ticks = read_journal(journal)
     if ticks.empty:
         raise ValueError(f"the journal {os.fspath(journal)} holds no ticks")
-    store = Store(database)
-    try:
-        ledger, signals = store.ledger_frame(), store.signals_frame()
-    finally:
-        store.close()
+    query = records.read_only_query(database)
+    ledger, signals = records.ledger_frame(query), records.signals_frame(query)
     first, last = ticks["time"].min(), ticks["time"].max()
     # the database keeps every session; this one's records lie within its journal's time span
     mine = ledger["time"].between(ticks["stamp"].min(), ticks["stamp"].max())
@@ -199,7 +196,8 @@ def holding_path(ticks: pd.DataFrame, trades: pd.DataFrame, fees: FeeSettings) -
     fee = fee_params(fees)
     pending: dict[pd.Timestamp, list[tuple[str, float, int, int]]] = {}
     for t in trades.itertuples(index=False):
-        pending.setdefault(pd.Timestamp(t.time), []).append((t.side, float(t.price), int(t.volume), RULE_CODES[t.rule]))
+        trade = (t.side, float(t.price), int(t.volume), int(Rule.of(t.rule)))
+        pending.setdefault(pd.Timestamp(t.time), []).append(trade)
 
     def apply(state: HoldingState, trade: tuple[str, float, int, int]) -> HoldingState:
         side, price, volume, rule = trade
