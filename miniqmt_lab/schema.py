@@ -163,8 +163,15 @@ SIGNAL_COLUMNS = ("id", "time", "stock_code", "rule", "side", "price", "volume",
 JOURNAL_COLUMNS = ("time", "stamp", "stock_code", "price", "bar_close", "prev_close")
 """Schema of a session journal (``read_journal``)."""
 
+ACTION_COLUMNS = ("stock_code", "ex_date", "cash_dividend", "bonus_ratio", "rights_ratio", "rights_price")
+"""Corporate actions, one row per stock and ex-date: cash dividend (yuan per share, before tax), bonus plus
+transferred shares per share, rights per share and the rights price (rules, "Real market data")."""
+
+INSTRUMENT_COLUMNS = ("stock_code", "stock_name", "listing_date")
+"""What is known of a stock beyond its bars; the listing date lifts price limits on its first five days."""
+
 EVENT_COLUMNS = ("time", "stock_code", "kind", "volume_before", "volume_after", "cash", "message")
-"""Schema of corporate-action events applied to holdings (not trades)."""
+"""Schema of corporate-action events applied to holdings (not trades): ``kind`` 'ex_rights'."""
 
 SUMMARY_METRICS = ("total_return", "max_drawdown", "sharpe", "trades", "win_rate")
 """The metrics of ``BacktestResult.summary`` and of each row of a sweep table."""
@@ -391,8 +398,10 @@ class EngineSnapshot:
 
 
 __all__ = [
+    "ACTION_COLUMNS",
     "BLOCKED_NAMES",
     "EVENT_COLUMNS",
+    "INSTRUMENT_COLUMNS",
     "JOURNAL_COLUMNS",
     "LOT",
     "POSITION_COLUMNS",

@@ -317,6 +317,16 @@ def roll_day_nb(state: HoldingState) -> HoldingState:
 
 
 @njit(cache=True)
+def ex_rights_price_nb(
+    prev_close: float, cash_dividend: float, bonus_ratio: float, rights_ratio: float, rights_price: float
+) -> float:
+    """The ex-rights reference price of an ex-date: the base price of that day's limits (rules.md)."""
+    return round_half_up_nb(
+        (prev_close - cash_dividend + rights_price * rights_ratio) / (1.0 + bonus_ratio + rights_ratio), 2
+    )
+
+
+@njit(cache=True)
 def limit_prices_nb(prev_close: float, width: float) -> tuple[float, float]:
     """(up-limit, down-limit) from the previous close; NaN for a stock's first day."""
     if not (prev_close > 0.0):
