@@ -317,6 +317,16 @@ def roll_day_nb(state: HoldingState) -> HoldingState:
 
 
 @njit(cache=True)
+def outside_band_nb(p: float, up_limit: float, down_limit: float) -> bool:
+    """A tick outside the day's limit band is bad data (rules.md, "Bad ticks"): it changes nothing.
+
+    ``up_limit``/``down_limit`` are the band of the day's base price whatever the price-limit realism
+    switch says; NaN (no base price known, or a new listing without limits) never flags a tick.
+    """
+    return p > up_limit + EPS or p < down_limit - EPS
+
+
+@njit(cache=True)
 def ex_rights_price_nb(
     prev_close: float, cash_dividend: float, bonus_ratio: float, rights_ratio: float, rights_price: float
 ) -> float:
