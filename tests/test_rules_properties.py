@@ -45,22 +45,33 @@ def holdings(draw):
     )
 
 
+BOARDS = st.sampled_from([R.LotRule(100, 100, 100), R.LotRule(200, 1, 200), R.LotRule(100, 1, 100)])
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(holdings(), prices, st.floats(0.0, 200_000.0), st.sampled_from([100, 200]), rule_settings)
-def test_decision_volume_is_legal(state, p, cash, min_buy, rs):
+@given(holdings(), prices, st.floats(0.0, 200_000.0), BOARDS, rule_settings)
+def test_decision_volume_is_legal(state, p, cash, lots, rs):
+    """Every order the kernel sizes is one the board accepts (rules.md, "Order sizes by board")."""
     params = rule_params(rs)
     state = R.observe_price_nb(state, p)
-    rule, volume, outcome = R.decide_nb(state, p, cash, min_buy, math.nan, math.nan, params, F)
+    rule, volume, outcome = R.decide_nb(state, p, cash, lots, math.nan, math.nan, params, F)
     assert volume >= 0
     if volume == 0:
         return
     assert outcome == R.OUT_OK
     if Rule(rule).sells:
         assert volume <= state.available
-        assert volume % 100 == 0 or volume == state.volume
+        on_board = volume % lots.step == 0 and volume >= lots.min_sell
+        assert on_board or volume == state.available
     else:
         assert rule == R.RULE_GRID_BUY
-        assert volume % 100 == 0 and volume >= min_buy
+        assert volume % lots.step == 0 and volume >= lots.min_buy
+        # the largest size that fits: one more step would break a limit
+        bigger = volume + lots.step
+        fits_more = (bigger * p + R.fees_nb(bigger * p, False, F) <= cash + 1e-9
+                     and (state.volume + bigger) * p <= params.max_position_value + 1e-9
+                     and bigger <= math.floor(params.position_unit / p / lots.step + 1e-9) * lots.step)
+        assert not fits_more
         fee = R.fees_nb(volume * p, False, F)
         assert volume * p + fee <= cash + 1e-6
         assert (state.volume + volume) * p <= params.max_position_value + 1e-6
@@ -77,10 +88,10 @@ def test_random_path_keeps_cash_fees_and_shares_consistent(path, rs, init_cash):
         if i % 4 == 0:
             state = R.roll_day_nb(state)
         if state.volume == 0:
-            rule, v, _ = R.decide_entry_nb(state, p, cash, 100, math.nan, params, F)
+            rule, v, _ = R.decide_entry_nb(state, p, cash, R.LotRule(100, 100, 100), math.nan, params, F)
         else:
             state = R.observe_price_nb(state, p)
-            rule, v, _ = R.decide_nb(state, p, cash, 100, math.nan, math.nan, params, F)
+            rule, v, _ = R.decide_nb(state, p, cash, R.LotRule(100, 100, 100), math.nan, math.nan, params, F)
         if v == 0:
             continue
         if Rule(rule).sells:

@@ -27,7 +27,7 @@ from miniqmt_lab.backtest.prepare import (
     tick_rounds,
 )
 from miniqmt_lab.config import FeeSettings, RuleSettings
-from miniqmt_lab.market import fee_params
+from miniqmt_lab.market import fee_table
 from miniqmt_lab.rules.params import rule_table
 from miniqmt_lab.schema import RULE_NAMES, SUMMARY_METRICS, TRADE_COLUMNS
 
@@ -62,12 +62,20 @@ def summary_metrics(
 
 
 def simulate(
-    rounds: TickRounds, grid: BarGrid, rules: list[RuleSettings], fees: FeeSettings, init_cash: float
+    rounds: TickRounds,
+    grid: BarGrid,
+    rules: list[RuleSettings],
+    fees: FeeSettings,
+    init_cash: float,
+    day_dates: np.ndarray,
 ) -> SimOutput:
-    """The loop over ``rounds`` for the combinations ``rules`` (one cash pool each), keeping every trade."""
+    """The loop over ``rounds`` for the combinations ``rules`` (one cash pool each), keeping every trade.
+
+    ``day_dates``: the date of each trading day number of ``rounds.day``; each trade pays its day's fees.
+    """
     if not init_cash > 0:
         raise ValueError(f"init_cash must be > 0, got {init_cash!r}")
-    args = (rounds, grid, rule_table(rules), fee_params(fees), float(init_cash))
+    args = (rounds, grid, rule_table(rules), fee_table(fees, day_dates), float(init_cash))
     # trades are rare next to ticks: guess generously, run again with the exact count if short
     capacity = len(rules) * max(4096, int(np.count_nonzero(rounds.price > 0)) // 32)
     out = simulate_nb(*args, capacity)
@@ -95,7 +103,7 @@ def run_backtest(
     rules = rule_settings(params)
     fee_settings = fees or FeeSettings()
     grid = bar_grid(data, entry_signals(data, entries), limits=realism)
-    out = simulate(tick_rounds(data, tick_mode), grid, [rules], fee_settings, init_cash)
+    out = simulate(tick_rounds(data, tick_mode), grid, [rules], fee_settings, init_cash, data.day_dates)
     return BacktestResult(data, rules, fee_settings, float(init_cash), tick_mode, out)
 
 

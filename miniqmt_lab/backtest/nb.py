@@ -27,8 +27,9 @@ import numpy as np
 from numba import njit
 
 from miniqmt_lab._cache_guard import drop_stale_cache
+from miniqmt_lab.market.fees import FeeTable
 from miniqmt_lab.rules import nb as kernel
-from miniqmt_lab.rules.nb import RULE_GRID_BUY, FeeParams, HoldingState, RuleParams, RuleTable
+from miniqmt_lab.rules.nb import RULE_GRID_BUY, FeeParams, HoldingState, LotRule, RuleParams, RuleTable
 
 # The loop inlines the kernel: an edit of the kernel must recompile the loop, not reuse its cache.
 drop_stale_cache(__file__, [kernel.__file__])
@@ -92,7 +93,7 @@ class BarGrid(NamedTuple):
     entries: np.ndarray  # (n_bars, n_stocks) bool entry signal, acted on at the bar's last tick
     up_limit: np.ndarray  # (n_bars, n_stocks) float64; NaN = no limit
     down_limit: np.ndarray  # (n_bars, n_stocks) float64; NaN = no limit
-    min_buy: np.ndarray  # (n_stocks,) int64 smallest buy (100, 200 on STAR)
+    lots: np.ndarray  # (n_stocks, 3) int64 the board's LotRule: min buy, step, min sell
 
 
 class SimOutput(NamedTuple):
@@ -163,7 +164,7 @@ def _decide_nb(
     state: HoldingState,
     p: float,
     cash: float,
-    min_buy: int,
+    lots: LotRule,
     up: float,
     down: float,
     params: RuleParams,
@@ -173,10 +174,17 @@ def _decide_nb(
     held (called only with an entry signal on its bar's last tick) runs the entry."""
     if held:
         state = observe_price_nb(state, p)
-        rule, v, _ = decide_nb(state, p, cash, min_buy, up, down, params, fees)
+        rule, v, _ = decide_nb(state, p, cash, lots, up, down, params, fees)
     else:
-        rule, v, _ = decide_entry_nb(state, p, cash, min_buy, up, params, fees)
+        rule, v, _ = decide_entry_nb(state, p, cash, lots, up, params, fees)
     return state, rule, v
+
+
+@njit(inline="always")
+def _fees_of_day(rates: FeeTable, day: int) -> FeeParams:
+    """The kernel's fee parameters of trading day ``day``: each trade pays its own day's rates."""
+    return FeeParams(rates.commission_rate, rates.min_commission, rates.stamp_duty_rate[day],
+                     rates.transfer_fee_rate[day])
 
 
 @njit(inline="always")
@@ -206,7 +214,7 @@ def simulate_nb(
     rounds: TickRounds,
     grid: BarGrid,
     table: RuleTable,
-    fees: FeeParams,
+    fee_rates: FeeTable,
     init_cash: float,
     capacity: int,
 ) -> SimOutput:
@@ -220,7 +228,7 @@ def simulate_nb(
     loop-carried variables (another reference count per tick).
     """
     price, last_tick, round_bar, round_day = rounds
-    close, entries, up_limit, down_limit, min_buy = grid
+    close, entries, up_limit, down_limit, lots = grid
     n_rounds, n_stocks = price.shape
     n_bars = close.shape[0]
     n_combos = table.stop_loss_ratio.shape[0]
@@ -255,9 +263,11 @@ def simulate_nb(
         grid_k[:] = 0
         holding_flow[:] = 0.0
         last_close[:] = np.nan
+        fees = _fees_of_day(fee_rates, round_day[0] if n_rounds else 0)
         for r in range(n_rounds):
             bar = round_bar[r]
             if r > 0 and round_day[r] != round_day[r - 1]:
+                fees = _fees_of_day(fee_rates, round_day[r])
                 for s in range(n_stocks):
                     if volume[s] > 0:
                         state = roll_day_nb(HoldingState(volume[s], available[s], cost[s], base_cost[s], high[s],
@@ -273,7 +283,8 @@ def simulate_nb(
                 up = up_limit[bar, s] if limits else np.nan
                 down = down_limit[bar, s] if limits else np.nan
                 state = HoldingState(volume[s], available[s], cost[s], base_cost[s], high[s], tp_done[s], grid_k[s])
-                state, rule, v = _decide_nb(held, state, p, cash, min_buy[s], up, down, params, fees)
+                state, rule, v = _decide_nb(held, state, p, cash, LotRule(lots[s, 0], lots[s, 1], lots[s, 2]), up, down,
+                                             params, fees)
                 if v > 0:
                     is_buy = not held or rule == RULE_GRID_BUY
                     if is_buy:

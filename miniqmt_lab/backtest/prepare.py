@@ -18,7 +18,7 @@ import pandas as pd
 from miniqmt_lab.backtest.nb import BarGrid, TickRounds, limit_table_nb, ohlc_rounds_nb, prev_close_nb
 from miniqmt_lab.config import FIELD_SECTION, RuleSettings, Settings
 from miniqmt_lab.indicators import macd_entries
-from miniqmt_lab.market import ST_LIMIT_WIDTH, is_st, limit_width, min_buy_volume, normalize_code
+from miniqmt_lab.market import ST_LIMIT_WIDTH, is_st, limit_width, lot_rule, normalize_code
 
 TickMode = Literal["ohlc", "close"]
 Entries = str | pd.DataFrame | np.ndarray
@@ -40,11 +40,19 @@ class BarData:
     close: np.ndarray
     day: np.ndarray  # (n_bars,) trading day number
     width: np.ndarray  # (n_bars, n_stocks) price-limit width from code and name (ST)
-    min_buy: np.ndarray  # (n_stocks,)
+    lots: np.ndarray  # (n_stocks, 3) each board's LotRule (min buy, step, min sell)
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.close.shape
+
+    @functools.cached_property
+    def day_dates(self) -> np.ndarray:
+        """The date of each trading day number (``datetime64[D]``), for the fee rates of the day."""
+        dates = self.index.normalize().to_numpy(dtype="datetime64[D]")
+        out = np.empty(int(self.day.max()) + 1 if self.day.size else 0, dtype="datetime64[D]")
+        out[self.day] = dates
+        return out
 
     # Derived arrays are computed on first use and kept: a BarData is built to be backtested often.
 
@@ -129,8 +137,13 @@ def prepare_bars(bars: pd.DataFrame | BarData) -> BarData:
         close=prices["close"],
         day=day,
         width=width,
-        min_buy=np.array([min_buy_volume(c) for c in codes], dtype=np.int64),
+        lots=lot_table(codes),
     )
+
+
+def lot_table(codes: Iterable[str]) -> np.ndarray:
+    """(n_stocks, 3) int64: each code's LotRule (min buy, step, min sell) for the loop."""
+    return np.array([tuple(lot_rule(c)) for c in codes], dtype=np.int64).reshape(-1, 3)
 
 
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -170,7 +183,7 @@ def bar_grid(bars: BarData, entries: np.ndarray, *, limits: bool) -> BarGrid:
         up, down = bars.limits
     else:
         up = down = np.full(bars.shape, np.nan)
-    return BarGrid(bars.close, entries, up, down, bars.min_buy)
+    return BarGrid(bars.close, entries, up, down, bars.lots)
 
 
 def entry_signals(bars: BarData, entries: Entries, history: pd.DataFrame | None = None) -> np.ndarray:

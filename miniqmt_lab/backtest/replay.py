@@ -18,9 +18,17 @@ import pandas as pd
 
 from miniqmt_lab.backtest.core import BacktestResult, simulate
 from miniqmt_lab.backtest.nb import BarGrid, TickRounds, limit_table_nb
-from miniqmt_lab.backtest.prepare import BarData, Entries, entry_signals, naive_shanghai, rule_settings, stock_columns
+from miniqmt_lab.backtest.prepare import (
+    BarData,
+    Entries,
+    entry_signals,
+    lot_table,
+    naive_shanghai,
+    rule_settings,
+    stock_columns,
+)
 from miniqmt_lab.config import FeeSettings, RuleSettings
-from miniqmt_lab.market import ST_LIMIT_WIDTH, is_st, limit_width, min_buy_volume
+from miniqmt_lab.market import ST_LIMIT_WIDTH, is_st, limit_width
 from miniqmt_lab.records import read_journal
 from miniqmt_lab.schema import JOURNAL_COLUMNS
 
@@ -50,10 +58,10 @@ def replay_journal(
         up, down = limit_table_nb(prev_close, bars.width)
     else:
         up = down = np.full(bars.shape, np.nan)
-    grid = BarGrid(bars.close, entry_signals(bars, entries, history), up, down, bars.min_buy)
+    grid = BarGrid(bars.close, entry_signals(bars, entries, history), up, down, bars.lots)
     rules = rule_settings(params)
     fee_settings = fees or FeeSettings()
-    out = simulate(rounds, grid, [rules], fee_settings, init_cash)
+    out = simulate(rounds, grid, [rules], fee_settings, init_cash, bars.day_dates)
     return BacktestResult(bars, rules, fee_settings, float(init_cash), "journal", out)
 
 
@@ -116,7 +124,7 @@ def journal_rounds(journal: pd.DataFrame) -> tuple[BarData, TickRounds, np.ndarr
         close=ohlc["close"],
         day=pd.factorize(stamp_days, sort=True)[0].astype(np.int64),
         width=np.tile(width, (n_bars, 1)),
-        min_buy=np.array([min_buy_volume(c) for c in codes], dtype=np.int64),
+        lots=lot_table(codes),
     )
     rounds = TickRounds(tick_price.reshape(n_rounds, n_stocks), last_tick.reshape(n_rounds, n_stocks), round_bar,
                         round_day)

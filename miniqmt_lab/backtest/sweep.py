@@ -32,7 +32,7 @@ from miniqmt_lab.backtest.prepare import (
     tick_rounds,
 )
 from miniqmt_lab.config import FeeSettings, RuleSettings, Settings
-from miniqmt_lab.market import fee_params
+from miniqmt_lab.market import fee_table
 from miniqmt_lab.rules.params import rule_table, table_rows
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def sweep(
     rounds = tick_rounds(data, tick_mode)
     bar_facts = bar_grid(data, entry_signals(data, entries), limits=realism)
     table = rule_table(rules)
-    fee = fee_params(fees or FeeSettings())
+    fee = fee_table(fees or FeeSettings(), data.day_dates)
     starts = list(range(0, len(rules), size))
 
     def run_chunk(start: int) -> SimOutput:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import logging
 import math
 import time
@@ -52,6 +51,7 @@ class Monitor:
     def __init__(self, trader: Trader) -> None:
         self.trader = trader
         self._ack_timeout = 2 * trader.settings.engine.call_timeout + 1.0
+        self._fee_day: dt.date | None = None
 
     def step(self) -> float:
         trader = self.trader
@@ -97,7 +97,11 @@ class Monitor:
                 )
             stats.skipped_ticks += len(rnd.ticks)
             return False
-        book.roll_day(market.to_shanghai(rnd.time).date())
+        day = market.to_shanghai(rnd.time).date()
+        book.roll_day(day)
+        if day != self._fee_day:  # each trade pays its own day's stamp duty and transfer fee
+            self._fee_day = day
+            trader.fees = market.fee_params(trader.settings.fees, day)
         journal_rows = []
         texts: dict[dt.datetime, str] = {}  # the ticks of a round share one or two times
         for tick in sorted(rnd.ticks, key=lambda t: t.code):
@@ -142,7 +146,7 @@ class Monitor:
         book, params, fees = trader.book, trader.params, trader.fees
         code, p = tick.code, float(tick.price)
         up, down = trader.limits(code, tick.prev_close, tick.name)
-        min_buy = _min_buy_volume(code)
+        lots = market.lot_rule(code)
         with book.lock:
             state = book.observe(code, p, tick.prev_close, tick.name, tick.time)
             # reserved cash and shares belong to orders in flight: the rules see only what is free
@@ -150,10 +154,10 @@ class Monitor:
             if state.volume > 0:
                 reserved = book.reserved_volume.get(code, 0)
                 free = state._replace(available=max(0, state.available - reserved)) if reserved else state
-                rule, volume, outcome = decide_nb(free, p, cash, min_buy, up, down, params, fees)
+                rule, volume, outcome = decide_nb(free, p, cash, lots, up, down, params, fees)
                 opened = book.positions[code].opened_at
             elif tick.bar_close and trader.entries is not None and trader.entries.is_entry(code, tick.trade_time, p):
-                rule, volume, outcome = decide_entry_nb(state, p, cash, min_buy, up, params, fees)
+                rule, volume, outcome = decide_entry_nb(state, p, cash, lots, up, params, fees)
                 opened = ""
             else:
                 return None, 0
@@ -207,8 +211,6 @@ class Monitor:
         if not task.done.wait(self._ack_timeout):
             log.error("signal %s: no acknowledgement within %.1f s; going on", signal.id, self._ack_timeout)
 
-
-_min_buy_volume = functools.lru_cache(maxsize=65536)(market.min_buy_volume)
 
 
 def _journal_price(value: float) -> float | None:

@@ -88,6 +88,7 @@ class SimBroker:
     def _roll_to(self, day: dt.date) -> None:
         if self._day is None or day > self._day:
             self._day = day
+            self._fees = fee_params(self.settings.fees, day)  # each trade pays its own day's rates
             self._holdings = {code: roll_day_nb(state) for code, state in self._holdings.items()}
 
     def _apply(self, code: str, side: Side, price: float, volume: int, rule: str) -> float:

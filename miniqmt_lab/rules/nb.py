@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from miniqmt_lab.schema import LOT, Blocked, Rule
+from miniqmt_lab.schema import Blocked, Rule
 
 EPS = 1e-9
 
@@ -83,6 +83,18 @@ class FeeParams(NamedTuple):
     transfer_fee_rate: float
 
 
+class LotRule(NamedTuple):
+    """A board's order sizes (rules.md): smallest buy, the step above it, smallest sell.
+
+    A sell smaller than ``min_sell`` or off the step is allowed only when it sells the whole available
+    remainder. Main boards and ChiNext (100, 100, 100), STAR (200, 1, 200), Beijing (100, 1, 100).
+    """
+
+    min_buy: int
+    step: int
+    min_sell: int
+
+
 class HoldingState(NamedTuple):
     volume: int
     available: int
@@ -121,35 +133,57 @@ def fees_nb(amount: float, is_sell: bool, fees: FeeParams) -> float:
 
 
 @njit(cache=True)
-def sellable_nb(volume: int, available: int) -> int:
-    """Shares a rule may sell: all of ``available`` when that empties the holding, else whole lots."""
+def partial_sell_nb(volume: int, available: int, fraction: float, lots: LotRule) -> int:
+    """Shares of a partial sell (the first take-profit): ``fraction`` of ``volume`` rounded down to the
+    board's step, raised to the board's minimum sell, capped at ``available`` (the whole remainder)."""
     if available <= 0:
         return 0
-    if available >= volume:
-        return volume
-    return (available // LOT) * LOT
+    v = int(math.floor(volume * fraction / lots.step + EPS)) * lots.step
+    if v < lots.min_sell:
+        v = lots.min_sell
+    return min(v, available)
+
+
+@njit(cache=True)
+def _fits_position(v: int, volume: int, p: float, params: RuleParams) -> bool:
+    return (volume + v) * p <= params.max_position_value + EPS
+
+
+@njit(cache=True)
+def _fits_cash(v: int, p: float, cash: float, fees: FeeParams) -> bool:
+    return v * p + fees_nb(v * p, False, fees) <= cash + EPS
 
 
 @njit(cache=True)
 def size_buy_nb(
-    p: float, volume: int, cash: float, min_buy: int, params: RuleParams, fees: FeeParams
+    p: float, volume: int, cash: float, lots: LotRule, params: RuleParams, fees: FeeParams
 ) -> tuple[int, int]:
-    """Shares for an entry or grid buy and the outcome.
+    """Shares for an entry or grid buy and the outcome (rules.md, "Sizing a buy").
 
-    ``floor(position_unit / p / 100) * 100``, then lowered lot by lot until the holding stays within
-    ``max_position_value`` and the order plus fees within ``cash``; below ``min_buy`` it is 0.
+    ``position_unit / p`` rounded down to the board's step, then the largest size on that step that keeps
+    the holding within ``max_position_value`` and the order plus fees within ``cash``; below the board's
+    minimum buy it is 0. Both limits grow with the size, so the largest fitting size is found from an
+    estimate a step or two above it instead of lowering step by step (1-share steps on STAR and BJ).
     """
-    v = int(math.floor(params.position_unit / p / LOT + EPS)) * LOT
-    if v < min_buy:
+    step = lots.step
+    v = int(math.floor(params.position_unit / p / step + EPS)) * step
+    if v < lots.min_buy:
         return 0, OUT_ZERO_LOT
-    while v >= min_buy and (volume + v) * p > params.max_position_value + EPS:
-        v -= LOT
-    if v < min_buy:
-        return 0, OUT_MAX_POSITION
-    while v >= min_buy and v * p + fees_nb(v * p, False, fees) > cash + EPS:
-        v -= LOT
-    if v < min_buy:
-        return 0, OUT_NO_CASH
+    if not _fits_position(v, volume, p, params):
+        estimate = int(math.floor((params.max_position_value / p - volume) / step)) * step
+        v = min(v, estimate + step)
+        while v >= lots.min_buy and not _fits_position(v, volume, p, params):
+            v -= step
+        if v < lots.min_buy:
+            return 0, OUT_MAX_POSITION
+    if not _fits_cash(v, p, cash, fees):
+        per_share = p * (1.0 + fees.commission_rate + fees.transfer_fee_rate)
+        estimate = int(math.floor(cash / per_share / step)) * step
+        v = min(v, estimate + 2 * step)
+        while v >= lots.min_buy and not _fits_cash(v, p, cash, fees):
+            v -= step
+        if v < lots.min_buy:
+            return 0, OUT_NO_CASH
     return v, OUT_OK
 
 
@@ -202,34 +236,35 @@ def decide_nb(
     state: HoldingState,
     p: float,
     cash: float,
-    min_buy: int,
+    lots: LotRule,
     up_limit: float,
     down_limit: float,
     params: RuleParams,
     fees: FeeParams,
 ) -> tuple[int, int, int]:
-    """Rules 1-4 on one tick of a held stock; first match wins. Returns (rule, volume, outcome)."""
+    """Rules 1-4 on one tick of a held stock; first match wins. Returns (rule, volume, outcome).
+
+    Sells of "all available" sell the whole available remainder (any size the board allows for it).
+    """
     if state.volume <= 0 or not (p > 0.0):
         return RULE_NONE, 0, OUT_OK
     high = max(state.high, p)
     r = p / state.cost - 1.0
+    available = max(state.available, 0)
     if r <= params.stop_loss_ratio + EPS:
-        return _sell_decision(RULE_STOP_LOSS, sellable_nb(state.volume, state.available), p, down_limit)
+        return _sell_decision(RULE_STOP_LOSS, available, p, down_limit)
     if not state.tp_done and r >= params.initial_take_profit_ratio - EPS:
-        v = int(math.floor(state.volume * params.initial_take_profit_fraction / LOT + EPS)) * LOT
-        v = min(v, sellable_nb(state.volume, state.available))
-        if v <= 0:
-            v = sellable_nb(state.volume, state.available)
+        v = partial_sell_nb(state.volume, available, params.initial_take_profit_fraction, lots)
         return _sell_decision(RULE_TP_INITIAL, v, p, down_limit)
     if state.tp_done:
         level = dynamic_exit_level_nb(high, state.cost, params)
         if not np.isnan(level) and p <= level + EPS:
-            return _sell_decision(RULE_TP_DYNAMIC, sellable_nb(state.volume, state.available), p, down_limit)
+            return _sell_decision(RULE_TP_DYNAMIC, available, p, down_limit)
     trigger = grid_trigger_price_nb(state, params)
     if not np.isnan(trigger) and p <= trigger + EPS:
         if p >= up_limit - EPS:
             return RULE_GRID_BUY, 0, OUT_PRICE_LIMIT
-        v, outcome = size_buy_nb(p, state.volume, cash, min_buy, params, fees)
+        v, outcome = size_buy_nb(p, state.volume, cash, lots, params, fees)
         return RULE_GRID_BUY, v, outcome
     return RULE_NONE, 0, OUT_OK
 
@@ -239,7 +274,7 @@ def decide_entry_nb(
     state: HoldingState,
     p: float,
     cash: float,
-    min_buy: int,
+    lots: LotRule,
     up_limit: float,
     params: RuleParams,
     fees: FeeParams,
@@ -249,7 +284,7 @@ def decide_entry_nb(
         return RULE_NONE, 0, OUT_OK
     if p >= up_limit - EPS:
         return RULE_ENTRY, 0, OUT_PRICE_LIMIT
-    v, outcome = size_buy_nb(p, 0, cash, min_buy, params, fees)
+    v, outcome = size_buy_nb(p, 0, cash, lots, params, fees)
     return RULE_ENTRY, v, outcome
 
 
@@ -334,6 +369,33 @@ def ex_rights_price_nb(
     return round_half_up_nb(
         (prev_close - cash_dividend + rights_price * rights_ratio) / (1.0 + bonus_ratio + rights_ratio), 2
     )
+
+
+@njit(cache=True)
+def apply_action_nb(
+    state: HoldingState, cash: float, cash_dividend: float, bonus_ratio: float
+) -> tuple[HoldingState, float, int]:
+    """A holding on its ex-date, before the day's first tick (rules.md, "Corporate actions").
+
+    Returns (new state, new cash, new shares): ``floor(volume * bonus_ratio)`` bonus shares (not available
+    until the next trading day), ``cash_dividend * volume`` yuan, and ``cost``, ``base_cost`` and ``high``
+    each ``(x - cash_dividend) / (1 + bonus_ratio)`` so that every rule's level carries across the
+    ex-date. Rights are not subscribed: they change only the base price (``ex_rights_price_nb``).
+    """
+    if state.volume <= 0:
+        return state, cash, 0
+    bonus = int(math.floor(state.volume * bonus_ratio + EPS))
+    factor = 1.0 + bonus_ratio
+    new_state = HoldingState(
+        state.volume + bonus,
+        state.available,
+        (state.cost - cash_dividend) / factor,
+        (state.base_cost - cash_dividend) / factor,
+        (state.high - cash_dividend) / factor,
+        state.tp_done,
+        state.grid_k,
+    )
+    return new_state, cash + cash_dividend * state.volume, bonus
 
 
 @njit(cache=True)
