@@ -24,12 +24,12 @@ from miniqmt_lab.backtest.prepare import (
     BarData,
     Entries,
     TickMode,
-    bar_grid,
+    day_facts,
     entry_signals,
     grid_combinations,
     prepare_bars,
     rule_settings,
-    tick_rounds,
+    tick_stream,
 )
 from miniqmt_lab.config import FeeSettings, RuleSettings, Settings
 from miniqmt_lab.market import fee_table
@@ -52,15 +52,18 @@ def sweep(
     fees: FeeSettings | None = None,
     chunk_size: int | None = None,
     n_jobs: int | None = None,
+    actions: pd.DataFrame | None = None,
+    instruments: pd.DataFrame | None = None,
 ) -> SweepResult:
     """Backtest every combination of ``grid`` (``{flat RuleSettings field: list of values}``).
 
     Fields not in the grid come from ``base`` (default settings). ``chunk_size`` combinations run per
     loop call; ``n_jobs`` threads run chunks side by side (default: one per CPU). ``progress``: a
     tqdm bar when True, or a callable given ``(chunks done, chunks in all)`` after each chunk (a
-    widget's progress bar).
+    widget's progress bar). ``actions`` / ``instruments``: corporate actions and listing dates, as in
+    ``run_backtest`` (default: ``bars.attrs``).
     """
-    data = prepare_bars(bars)
+    data = prepare_bars(bars, actions=actions, instruments=instruments)
     base_rules = rule_settings(base)
     combos = grid_combinations(grid)
     settings = Settings(rules=base_rules)
@@ -69,15 +72,15 @@ def sweep(
         raise ValueError(f"init_cash must be > 0, got {init_cash!r}")
     jobs = max(1, n_jobs or os.cpu_count() or 1)
     size = chunk_size or max(1, min(32, math.ceil(len(rules) / (2 * jobs))))
-    rounds = tick_rounds(data, tick_mode)
-    bar_facts = bar_grid(data, entry_signals(data, entries), limits=realism)
+    stream = tick_stream(data, tick_mode)
+    days = day_facts(data, entry_signals(data, entries))
     table = rule_table(rules)
     fee = fee_table(fees or FeeSettings(), data.day_dates)
     starts = list(range(0, len(rules), size))
 
     def run_chunk(start: int) -> SimOutput:
         chunk = table_rows(table, start, min(start + size, len(rules)))
-        return simulate_nb(rounds, bar_facts, chunk, fee, float(init_cash), 0)
+        return simulate_nb(stream, days, chunk, fee, realism, float(init_cash), 0, 0)
 
     with ThreadPoolExecutor(max_workers=min(jobs, len(starts))) as pool:
         outputs = list(_progress(pool.map(run_chunk, starts), len(starts), progress))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from miniqmt_lab.market.actions import (
     InvalidMarketData,
+    action_message,
     check_actions,
     check_instruments,
     ex_rights_price,
@@ -80,6 +81,7 @@ __all__ = [
     "Fees",
     "InvalidMarketData",
     "TradingCalendar",
+    "action_message",
     "board_of",
     "check_actions",
     "check_buy_volume",

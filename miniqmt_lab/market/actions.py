@@ -101,3 +101,14 @@ def check_instruments(instruments: pd.DataFrame | None) -> pd.DataFrame:
                         "stock_name": names.to_numpy(dtype=object),
                         "listing_date": _dates(listing, "instruments", "listing_date")})
     return out.drop_duplicates("stock_code", keep="last").reset_index(drop=True)
+
+
+def action_message(cash_dividend: float, bonus_ratio: float, volume_before: int, volume_after: int,
+                   cash: float) -> str:
+    """The text of a corporate-action event on a holding (engine and backtest alike)."""
+    parts = []
+    if volume_after != volume_before:
+        parts.append(f"{bonus_ratio * 10:g} bonus shares per 10: {volume_before} -> {volume_after} shares")
+    if cash:
+        parts.append(f"dividend {cash_dividend:g} yuan per share: +{cash:,.2f} yuan")
+    return "; ".join(parts) or "ex-rights: holding unchanged"
