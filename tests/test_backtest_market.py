@@ -208,7 +208,7 @@ def test_new_listings_trade_without_limits_for_five_days():
     assert [t[:5] for t in trades_of(result)] == [(0, "301555.SZ", "BUY", 20.0, 1000),
                                                   (1, "301555.SZ", "SELL", 28.0, 600)]
     # day 5 is the sixth trading day: limits again, +48% is outside the band of 27.00: skipped
-    assert result.bars.bands[0][5, 0] == 32.4
+    assert result.bars.band(5, "301555.SZ") == (32.4, 21.6) and np.isnan(result.bars.bases[4, 0])
     # unknown listing date: day 1 is outside the band of 20.00 (16.00 .. 24.00), skipped; day 2 (27.00,
     # band from the close 28.00) takes the profit
     unknown = run_backtest(bars_of(paths), entries=first_day(paths), tick_mode="close")

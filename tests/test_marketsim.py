@@ -56,7 +56,7 @@ def test_unsorted_frames_categorical_and_vendor_codes_give_the_same_stream():
     assert other.codes == reference.codes
     for field in ("col", "open", "high", "low", "close", "traded", "start", "group_day"):
         assert np.array_equal(getattr(other.stream, field), getattr(reference.stream, field)), field
-    assert np.array_equal(other.bands[0], reference.bands[0], equal_nan=True)
+    assert np.array_equal(other.bases, reference.bases, equal_nan=True)
     assert np.array_equal(other.macd_entries(), reference.macd_entries())
     named = bars_to_ticks(shuffled)
     assert list(named.names[:3]) == list(bars_to_ticks(bars).names[:3])

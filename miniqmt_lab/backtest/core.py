@@ -91,11 +91,13 @@ def simulate(
     if not init_cash > 0:
         raise ValueError(f"init_cash must be > 0, got {init_cash!r}")
     args = (stream, days, rule_table(rules), fee_table(fees, day_dates), bool(realism), float(init_cash))
-    # trades are rare next to rows: guess generously, run again with the exact counts if short
+    # trades are rare next to rows: guess generously, run again with the exact counts if short; blocked
+    # decisions are mostly entries without cash: at most one per entry signal, plus room for sells
     guess = len(rules) * (4096 + stream.col.shape[0] // 32)
-    out = simulate_nb(*args, guess, guess)
-    if out.n_trades.sum() > guess or out.n_signals.sum() > guess:
-        out = simulate_nb(*args, max(guess, int(out.n_trades.sum())), max(guess, int(out.n_signals.sum())))
+    signal_guess = guess + len(rules) * int(np.count_nonzero(days.entries))
+    out = simulate_nb(*args, guess, signal_guess)
+    if out.n_trades.sum() > guess or out.n_signals.sum() > signal_guess:
+        out = simulate_nb(*args, max(guess, int(out.n_trades.sum())), max(signal_guess, int(out.n_signals.sum())))
     return out
 
 

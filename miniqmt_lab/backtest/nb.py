@@ -31,7 +31,7 @@ from miniqmt_lab._cache_guard import drop_stale_cache
 from miniqmt_lab.market.fees import FeeTable
 from miniqmt_lab.marketsim import nb as marketsim
 from miniqmt_lab.marketsim.data import TickStream
-from miniqmt_lab.marketsim.nb import bar_tick_nb
+from miniqmt_lab.marketsim.nb import band_nb, bar_tick_nb
 from miniqmt_lab.rules import nb as kernel
 from miniqmt_lab.rules.nb import RULE_GRID_BUY, RULE_NONE, FeeParams, HoldingState, LotRule, RuleParams, RuleTable
 
@@ -111,8 +111,10 @@ event_dt = np.dtype(
 class DayFacts(NamedTuple):
     """What the market says of each trading day and stock, and the entry signals."""
 
-    up: np.ndarray  # (n_days, n_stocks) the day's band from its base price; NaN: none (never flags)
-    down: np.ndarray
+    base: np.ndarray  # (n_days, n_stocks) base price of the day's band; NaN: no band (never flags, never blocks)
+    st: np.ndarray  # (n_rows,) bool the row's name is ST (5% band), or empty: none is
+    board_width: np.ndarray  # (n_stocks,) the board's band width
+    st_width: float
     act_start: np.ndarray  # (n_days + 1,) int64: corporate actions of day d
     act_col: np.ndarray  # (n_actions,) int64
     act_values: np.ndarray  # (n_actions, 4) cash dividend, bonus ratio, rights ratio, rights price
@@ -207,7 +209,7 @@ def simulate_nb(
     variables (another reference count per tick).
     """
     start, group_bar, group_day, col, open_, high_, low_, close, traded, bar_close, n_ticks = stream
-    up_band, down_band, act_start, act_col, act_values, lots, entries = days
+    base, st, board_width, st_width, act_start, act_col, act_values, lots, entries = days
     n_groups = start.shape[0] - 1
     n_stocks = lots.shape[0]
     n_bars = group_bar[n_groups - 1] + 1 if n_groups > 0 else 0
@@ -221,6 +223,10 @@ def simulate_nb(
     grid_k = np.zeros(n_stocks, dtype=np.int64)
     holding_flow = np.zeros(n_stocks)  # cash in minus cash out of the open holding, fees included
     last_close = np.full(n_stocks, np.nan)
+    band_day = np.full(n_stocks, -1, dtype=np.int64)  # the day of the band in up/down, computed when needed
+    band_up = np.full(n_stocks, np.nan)
+    band_down = np.full(n_stocks, np.nan)
+    active = np.empty(n_stocks, dtype=np.int64)  # a group's rows that may act: held, or an entry signal
 
     final_cash = np.empty(n_combos)
     equity = np.full((n_bars, n_combos), np.nan)
@@ -248,6 +254,7 @@ def simulate_nb(
         grid_k[:] = 0
         holding_flow[:] = 0.0
         last_close[:] = np.nan
+        band_day[:] = -1
         fees = _fees_of_day(fee_rates, group_day[0] if n_groups > 0 else 0)
         day = -1
         for g in range(n_groups):
@@ -282,18 +289,26 @@ def simulate_nb(
                         events["cash"][n_events] = cash - cash_before
                         n_events += 1
                 day = d
+            # a stock not held at the group's start cannot act before its last tick (entries act there)
+            n_active = 0
+            for i in range(start[g], start[g + 1]):
+                if traded[i] and (volume[col[i]] > 0 or (bar_close[i] and entries[i])):
+                    active[n_active] = i
+                    n_active += 1
             for k in range(n_ticks):
                 last = k == n_ticks - 1
-                for i in range(start[g], start[g + 1]):
-                    if not traded[i]:
-                        continue
+                for j in range(n_active):
+                    i = active[j]
                     s = col[i]
                     held = volume[s] > 0
                     if not held and not (last and bar_close[i] and entries[i]):
                         continue
                     p = bar_tick_nb(open_[i], high_[i], low_[i], close[i], k, n_ticks)
-                    up = up_band[d, s]
-                    down = down_band[d, s]
+                    if band_day[s] != d:
+                        band_day[s] = d
+                        band_up[s], band_down[s] = band_nb(base[d, s], st, i, board_width[s], st_width)
+                    up = band_up[s]
+                    down = band_down[s]
                     if outside_band_nb(p, up, down):
                         continue
                     if not limits:
@@ -303,6 +318,9 @@ def simulate_nb(
                                          grid_k[s])
                     lot = LotRule(lots[s, 0], lots[s, 1], lots[s, 2])
                     state, rule, v, outcome = _decide_nb(held, state, p, cash, lot, up, down, params, fees)
+                    if rule == RULE_NONE:  # most ticks: at most the high moved
+                        high[s] = state.high
+                        continue
                     if v > 0:
                         is_buy = not held or rule == RULE_GRID_BUY
                         if is_buy:
@@ -340,8 +358,9 @@ def simulate_nb(
                             signals["outcome"][n_blocked] = outcome
                         n_blocked += 1
                     _store_holding_nb(state, s, volume, available, cost, base_cost, high, tp_done, grid_k)
-            for i in range(start[g], start[g + 1]):
-                if traded[i]:
+            for j in range(n_active):  # a stock is valued at its last close while held
+                i = active[j]
+                if volume[col[i]] > 0:
                     last_close[col[i]] = close[i]
             if g == n_groups - 1 or group_bar[g + 1] != bar:
                 value = cash

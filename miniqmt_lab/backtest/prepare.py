@@ -17,7 +17,7 @@ import pandas as pd
 
 from miniqmt_lab.backtest.nb import DayFacts
 from miniqmt_lab.config import FIELD_SECTION, RuleSettings, Settings
-from miniqmt_lab.market import normalize_code
+from miniqmt_lab.market import ST_LIMIT_WIDTH, normalize_code
 from miniqmt_lab.marketsim import MarketData, TickStream, market_data, naive_shanghai, stock_columns, with_ticks
 
 TickMode = Literal["ohlc", "close"]
@@ -69,9 +69,10 @@ def tick_stream(bars: BarData, tick_mode: TickMode = "ohlc") -> TickStream:
 
 
 def day_facts(bars: BarData, entries: np.ndarray) -> DayFacts:
-    """The day's bands (limits and the bad-tick test), corporate actions, board sizes and entry signals."""
-    up, down = bars.bands
-    return DayFacts(up, down, bars.act_start, bars.act_col, bars.act_values, bars.lots, entries)
+    """The day's base prices and widths (limits and the bad-tick test), corporate actions, board sizes and
+    entry signals."""
+    return DayFacts(bars.bases, bars.st, bars.board_width, ST_LIMIT_WIDTH, bars.act_start, bars.act_col,
+                    bars.act_values, bars.lots, entries)
 
 
 def entry_signals(bars: BarData, entries: Entries, history: pd.DataFrame | None = None) -> np.ndarray:

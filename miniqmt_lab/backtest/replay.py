@@ -27,11 +27,10 @@ from miniqmt_lab.backtest.prepare import (
     stock_columns,
 )
 from miniqmt_lab.config import FeeSettings, RuleSettings
-from miniqmt_lab.market import ST_LIMIT_WIDTH, check_actions, is_st, limit_width
+from miniqmt_lab.market import check_actions, is_st
 from miniqmt_lab.marketsim import DAILY_STAMP, TickStream
 from miniqmt_lab.marketsim.nb import group_starts_nb, stream_order_nb
 from miniqmt_lab.records import read_journal
-from miniqmt_lab.rules.nb import limit_prices_nb
 from miniqmt_lab.schema import JOURNAL_COLUMNS
 
 
@@ -97,15 +96,13 @@ def journal_data(journal: pd.DataFrame) -> BarData:
     names = (journal["stock_name"].fillna("").astype(str).to_numpy(dtype=object)[order]
              if "stock_name" in journal.columns else np.full(len(journal), "", dtype=object))
     last_name = pd.Series(names).groupby(col).last().reindex(range(len(codes)), fill_value="")
-    width = np.array([ST_LIMIT_WIDTH if is_st(n) else limit_width(c) for c, n in zip(codes, last_name, strict=True)])
+    st = np.array([is_st(n) for n in names], dtype=np.bool_)
     row_day = np.repeat(round_day, np.diff(start))
     first = pd.DataFrame({"day": row_day, "col": col, "prev": reported_prev, "limited": limited}).groupby(
         ["day", "col"], sort=False).first()
-    up = np.full((len(day_dates), len(codes)), np.nan)
-    down = np.full((len(day_dates), len(codes)), np.nan)
-    for (d, s), prev, has_limits in zip(first.index, first["prev"], first["limited"], strict=True):
-        if has_limits:
-            up[d, s], down[d, s] = limit_prices_nb(float(prev), float(width[s]))
+    bases = np.full((len(day_dates), len(codes)), np.nan)
+    days_of, cols_of = first.index.get_level_values(0), first.index.get_level_values(1)
+    bases[days_of, cols_of] = np.where(first["limited"].to_numpy(dtype=bool), first["prev"].to_numpy(), np.nan)
 
     stamp_values = np.asarray(stamps, dtype="datetime64[us]")
     stamp_days = stamp_values.astype("datetime64[D]")
@@ -124,7 +121,7 @@ def journal_data(journal: pd.DataFrame) -> BarData:
         stream=TickStream(start, round_bar, round_day.astype(np.int64), col, price, price, price, price, traded,
                           bar_close, 1),
         row_order=order,
-        st=np.empty(0, dtype=np.bool_),
+        st=st,
         free_until=np.full(len(codes), -1, dtype=np.int64),
         seed_close=np.full(len(codes), np.nan),
         actions=check_actions(None).assign(day=pd.Series(dtype=np.int64), col=pd.Series(dtype=np.int64)),
@@ -132,5 +129,5 @@ def journal_data(journal: pd.DataFrame) -> BarData:
         act_col=np.empty(0, dtype=np.int64),
         act_values=np.empty((0, 4)),
     )
-    data.__dict__["bands"] = (up, down)  # the band the engine saw, not one recomputed from the ticks
+    data.__dict__["bases"] = bases  # the base prices the engine saw, not ones recomputed from the ticks
     return data

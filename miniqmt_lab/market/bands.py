@@ -8,6 +8,7 @@ after listing, where the listing date is known.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 from miniqmt_lab.market.calendar import CALENDAR, TradingCalendar, trading_day_number
 from miniqmt_lab.market.codes import Board, board_of, is_st
@@ -27,7 +28,12 @@ NEW_LISTING_FREE_DAYS = 5
 
 def limit_width(code: str, name: str | None = None) -> float:
     """Daily price-limit width: 5% for ST names, else by board."""
-    return ST_LIMIT_WIDTH if is_st(name) else LIMIT_WIDTH[board_of(code)]
+    return ST_LIMIT_WIDTH if is_st(name) else _board_width(code)
+
+
+@functools.lru_cache(maxsize=65536)
+def _board_width(code: str) -> float:
+    return LIMIT_WIDTH[board_of(code)]
 
 
 def limit_prices(code: str, prev_close: float, name: str | None = None) -> tuple[float, float]:

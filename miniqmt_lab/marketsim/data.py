@@ -15,18 +15,17 @@ import numpy as np
 import pandas as pd
 
 from miniqmt_lab.market import (
-    LIMIT_WIDTH,
-    ST_LIMIT_WIDTH,
-    board_of,
     check_actions,
     check_instruments,
     is_st,
     last_unlimited_day,
+    limit_width,
     lot_rule,
     normalize_code,
 )
 from miniqmt_lab.marketsim.nb import (
-    day_bands_nb,
+    day_bases_nb,
+    floor_to_day_nb,
     group_starts_nb,
     last_row_of_col_nb,
     macd_entries_nb,
@@ -36,6 +35,7 @@ from miniqmt_lab.marketsim.nb import (
     traded_rows_nb,
 )
 from miniqmt_lab.marketsim.ticks import DAILY_STAMP, tick_offsets
+from miniqmt_lab.rules.nb import limit_prices_nb
 
 
 class TickStream(NamedTuple):
@@ -111,25 +111,29 @@ class MarketData:
 
     @functools.cached_property
     def board_width(self) -> np.ndarray:
-        return np.array([LIMIT_WIDTH[board_of(c)] for c in self.codes], dtype=np.float64)
+        return np.array([limit_width(c) for c in self.codes], dtype=np.float64)
 
-    def _bands(self, row_base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _bases(self, row_base: np.ndarray) -> np.ndarray:
         rows = self.stream
-        return day_bands_nb(rows.start, rows.group_day, rows.col, rows.close, rows.traded, self.st, self.board_width,
-                            ST_LIMIT_WIDTH, self.free_until, self.seed_close, self.act_start, self.act_col,
-                            self.act_values, row_base)
+        return day_bases_nb(rows.start, rows.group_day, rows.col, rows.close, rows.traded, self.free_until,
+                            self.seed_close, self.act_start, self.act_col, self.act_values, row_base)
 
     @functools.cached_property
-    def bands(self) -> tuple[np.ndarray, np.ndarray]:
-        """(up, down) of every (trading day, stock): the day's band from its base price, NaN where there is
-        none (no base price yet, a new listing's first five days, no trade that day)."""
-        return self._bands(_EMPTY_F8)
+    def bases(self) -> np.ndarray:
+        """(n_days, n_stocks) base price of each day's band: previous traded close or ex-rights reference;
+        NaN where there is none or on a new listing's first five days (no band)."""
+        return self._bases(_EMPTY_F8)
 
     def row_base(self) -> np.ndarray:
         """Each row's base price (``Tick.prev_close``): previous traded close or ex-rights reference."""
         out = np.empty(self.n_rows)
-        self._bands(out)
+        self._bases(out)
         return out
+
+    def band(self, day: int, code: str) -> tuple[float, float]:
+        """(up, down) of ``code`` on trading day number ``day`` by its board (NaN: no band)."""
+        s = self.codes.index(code)
+        return limit_prices_nb(float(self.bases[day, s]), float(self.board_width[s]))
 
     def row_limited(self) -> np.ndarray:
         """Each row's ``Tick.limits``: False on a new listing's first five trading days."""
@@ -240,12 +244,17 @@ def _float_column(bars: pd.DataFrame, name: str, fallback: str | None = None) ->
     column = name if name in bars.columns else fallback
     if column is None:
         return _EMPTY_F8
-    return np.ascontiguousarray(pd.to_numeric(bars[column]).to_numpy(dtype=np.float64))
+    values = bars[column]
+    if values.dtype != np.float64:
+        values = pd.to_numeric(values)
+    return np.ascontiguousarray(values.to_numpy(dtype=np.float64))  # a float64 column is used in place
 
 
 def _actions_on_days(actions: pd.DataFrame, codes: np.ndarray, day_dates: np.ndarray) -> pd.DataFrame:
     """The actions falling on the frame's days: each on the first day on or after its ex-date."""
     table = check_actions(actions)
+    if table.empty:
+        return table.assign(day=np.empty(0, dtype=np.int64), col=np.empty(0, dtype=np.int64))
     known = np.isin(table["stock_code"].to_numpy(dtype=object), codes)
     ex = table["ex_date"].to_numpy(dtype="datetime64[D]")
     inside = known & (ex >= day_dates[0]) & (ex <= day_dates[-1])
@@ -257,6 +266,8 @@ def _actions_on_days(actions: pd.DataFrame, codes: np.ndarray, day_dates: np.nda
 
 def _free_until(instruments: pd.DataFrame | None, codes: np.ndarray, day_dates: np.ndarray) -> np.ndarray:
     out = np.full(len(codes), -1, dtype=np.int64)
+    if instruments is None or len(instruments) == 0:
+        return out
     table = check_instruments(instruments)
     first, last = day_dates[0], day_dates[-1]
     for code, listed in zip(table["stock_code"], table["listing_date"], strict=True):
@@ -307,7 +318,7 @@ def market_data(
     times = naive_shanghai(bars[time_column])
     key = times.view(np.int64)
     if freq == "1d":
-        key = key - key % US_PER_DAY
+        key = floor_to_day_nb(key, US_PER_DAY)
     order_state = stream_order_nb(key, col)
     order: np.ndarray | None = None
     if order_state == 0:
@@ -376,7 +387,7 @@ def with_ticks(data: MarketData, n_ticks: int) -> MarketData:
     fields["stream"] = data.stream._replace(n_ticks=n_ticks)
     fields["offsets"] = tick_offsets(data.freq == "1d", n_ticks)
     clone = MarketData(**fields)
-    for cached in ("bands", "lots", "board_width", "_grids", "_macd"):
+    for cached in ("bases", "lots", "board_width", "_grids", "_macd"):
         if cached in data.__dict__:
             clone.__dict__[cached] = data.__dict__[cached]
     return clone

@@ -61,6 +61,16 @@ def traded_rows_nb(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: 
 
 
 @njit(cache=True)
+def floor_to_day_nb(time_key: np.ndarray, unit_per_day: int) -> np.ndarray:
+    """Integer times floored to their day (compiled: a division by a constant is a multiply here, not in
+    numpy, which matters on a whole market's rows)."""
+    out = np.empty_like(time_key)
+    for i in range(time_key.shape[0]):
+        out[i] = (time_key[i] // unit_per_day) * unit_per_day
+    return out
+
+
+@njit(cache=True)
 def stream_order_nb(time_key: np.ndarray, col: np.ndarray) -> int:
     """-1 when rows are sorted by (time, column) without duplicates; 0 when unsorted; else 1 + the index
     of the first row repeating its predecessor's (time, column)."""
@@ -92,41 +102,34 @@ def group_starts_nb(time_key: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def day_bands_nb(
+def day_bases_nb(
     start: np.ndarray,
     group_day: np.ndarray,
     col: np.ndarray,
     close: np.ndarray,
     traded: np.ndarray,
-    st: np.ndarray,
-    board_width: np.ndarray,
-    st_width: float,
     free_until: np.ndarray,
     seed_close: np.ndarray,
     act_start: np.ndarray,
     act_col: np.ndarray,
     act_values: np.ndarray,
     row_base: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The band of every (trading day, stock) that trades that day, from the day's base price.
+) -> np.ndarray:
+    """The base price of the band of every (trading day, stock).
 
     Base price (rules.md): the stock's previous traded close, carried across suspensions (``seed_close``
     before the first bar, NaN: none), or on an ex-date the ex-rights reference price of the carried close
     (actions of day ``d`` are rows ``act_start[d]:act_start[d + 1]``, ``act_values`` columns cash dividend,
-    bonus ratio, rights ratio, rights price). Width: ``st_width`` where the row's name is ST (``st``; empty:
-    none is), else ``board_width`` of its column. Up to day ``free_until[s]`` the stock is a new listing: no
-    band (NaN). NaN where the stock does not trade. ``row_base`` (length 0 or one per row) receives each
-    row's base price for the replay feed's ``Tick.prev_close``.
+    bonus ratio, rights ratio, rights price). Up to day ``free_until[s]`` the stock is a new listing
+    without limits: NaN, as where no base is known (no band: :func:`band_nb` gives NaN). ``row_base``
+    (length 0 or one per row) receives each row's base price for ``Tick.prev_close``.
     """
     n_days = act_start.shape[0] - 1
-    n_stocks = board_width.shape[0]
-    up = np.full((n_days, n_stocks), np.nan)
-    down = np.full((n_days, n_stocks), np.nan)
+    n_stocks = seed_close.shape[0]
+    base = np.empty((n_days, n_stocks))
     latest = seed_close.copy()
-    day_seen = np.full(n_stocks, -1, dtype=np.int64)
-    base_today = np.full(n_stocks, np.nan)
+    listed = np.flatnonzero(free_until >= 0)
     fill_rows = row_base.shape[0] == close.shape[0]
-    has_st = st.shape[0] == close.shape[0]
     day = -1
     for g in range(start.shape[0] - 1):
         if group_day[g] != day:
@@ -135,29 +138,34 @@ def day_bands_nb(
                 s = act_col[a]
                 latest[s] = ex_rights_price_nb(latest[s], act_values[a, 0], act_values[a, 1], act_values[a, 2],
                                                act_values[a, 3])
-            base_today[:] = latest
+            base[day, :] = latest
+            for s in listed:
+                if day <= free_until[s]:
+                    base[day, s] = np.nan
         for i in range(start[g], start[g + 1]):
-            s = col[i]
             if fill_rows:
-                row_base[i] = base_today[s]
-            if not traded[i]:
-                continue
-            if day_seen[s] != day:
-                day_seen[s] = day
-                if day > free_until[s]:
-                    width = st_width if has_st and st[i] else board_width[s]
-                    up[day, s], down[day, s] = limit_prices_nb(base_today[s], width)
-            latest[s] = close[i]
-    return up, down
+                row_base[i] = base[day, col[i]] if day > free_until[col[i]] else latest[col[i]]
+            if traded[i]:
+                latest[col[i]] = close[i]
+    return base
 
 
-@njit(cache=True)
+@njit(inline="always")
+def band_nb(base: float, st: np.ndarray, i: int, board_width: float, st_width: float) -> tuple[float, float]:
+    """(up, down) of row ``i``'s day from its base price: ``st_width`` when the row's name is ST (``st`` empty:
+    no name is), else its board's width. NaN without a base (never flags a tick, never blocks)."""
+    width = st_width if st.shape[0] > i and st[i] else board_width
+    return limit_prices_nb(base, width)
+
+
+@njit(inline="always")
 def _macd_step_nb(state: np.ndarray, s: int, x: float) -> bool:
     """Feed one daily close of stock ``s`` to its MACD state; True on a golden cross (rules.md, "Entries").
 
     ``state[s]``: EMA fast, slow and signal as (average, weight) pairs, then the previous DIF and DEA and a
     has-previous flag. The arithmetic is :func:`~miniqmt_lab.indicators.ema_nb`'s, step by step, so a
-    stock's crosses equal ``macd_nb`` over its own series of closes.
+    stock's crosses equal ``macd_nb`` over its own series of closes. Inlined: a call passing the state
+    array would reference-count it on every close.
     """
     state[s, 0], state[s, 1] = ema_update_nb(state[s, 0], state[s, 1], x, MACD_FAST)
     state[s, 2], state[s, 3] = ema_update_nb(state[s, 2], state[s, 3], x, MACD_SLOW)
@@ -200,23 +208,31 @@ def macd_entries_nb(
     out = np.zeros(close.shape[0], dtype=np.bool_)
     last_row = np.full(n_stocks, -1, dtype=np.int64)
     touched = np.empty(n_stocks, dtype=np.int64)
-    n_touched = 0
     n_groups = start.shape[0] - 1
-    for g in range(n_groups):
-        for i in range(start[g], start[g + 1]):
-            if traded[i]:
-                s = col[i]
-                if last_row[s] < 0:
-                    touched[n_touched] = s
-                    n_touched += 1
-                last_row[s] = i
-        if g == n_groups - 1 or group_day[g + 1] != group_day[g]:
+    g = 0
+    while g < n_groups:
+        h = g  # the day's groups are g..h
+        while h + 1 < n_groups and group_day[h + 1] == group_day[g]:
+            h += 1
+        if h == g:  # one bar time a day (daily bars): each traded row is its stock's close of the day
+            for i in range(start[g], start[g + 1]):
+                if traded[i]:
+                    out[i] = _macd_step_nb(state, col[i], close[i])
+        else:
+            n_touched = 0
+            for i in range(start[g], start[h + 1]):
+                if traded[i]:
+                    s = col[i]
+                    if last_row[s] < 0:
+                        touched[n_touched] = s
+                        n_touched += 1
+                    last_row[s] = i
             for j in range(n_touched):
                 s = touched[j]
                 row = last_row[s]
                 out[row] = _macd_step_nb(state, s, close[row])
                 last_row[s] = -1
-            n_touched = 0
+        g = h + 1
     return out
 
 

@@ -10,6 +10,8 @@ Conventions
 * ``decide_nb`` returns ``(rule, volume, outcome)``. ``rule`` is the first rule whose condition
   holds (``RULE_NONE`` when none); ``volume`` is the order size, 0 when the fired rule comes out as
   no action, and then ``outcome`` says why. A fired rule with volume 0 still decides the tick.
+* Helpers that take the parameter tuples (arrays inside) are ``inline="always"``: a call across a numba
+  function boundary would reference-count those arrays on every tick.
 * Threshold comparisons carry a tolerance of ``EPS`` so that a price sitting exactly on a threshold
   (``9.25`` on a cost of ``10`` with a -7.5% stop) fires despite binary floating point.
 """
@@ -113,7 +115,9 @@ def empty_holding_nb() -> HoldingState:
 @njit(cache=True)
 def round_half_up_nb(x: float, ndigits: int) -> float:
     """Round half up (away from zero for positives), robust to 0.005 stored as 0.00499999..."""
-    scale = 10.0**ndigits
+    scale = 1.0
+    for _ in range(ndigits):  # exact powers of ten, without a call to pow on every price
+        scale *= 10.0
     return math.floor(x * scale + 0.5 + EPS) / scale
 
 
@@ -132,7 +136,7 @@ def fees_nb(amount: float, is_sell: bool, fees: FeeParams) -> float:
     return commission + stamp + transfer
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def partial_sell_nb(volume: int, available: int, fraction: float, lots: LotRule) -> int:
     """Shares of a partial sell (the first take-profit): ``fraction`` of ``volume`` rounded down to the
     board's step, raised to the board's minimum sell, capped at ``available`` (the whole remainder)."""
@@ -144,17 +148,17 @@ def partial_sell_nb(volume: int, available: int, fraction: float, lots: LotRule)
     return min(v, available)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _fits_position(v: int, volume: int, p: float, params: RuleParams) -> bool:
     return (volume + v) * p <= params.max_position_value + EPS
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _fits_cash(v: int, p: float, cash: float, fees: FeeParams) -> bool:
     return v * p + fees_nb(v * p, False, fees) <= cash + EPS
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def size_buy_nb(
     p: float, volume: int, cash: float, lots: LotRule, params: RuleParams, fees: FeeParams
 ) -> tuple[int, int]:
@@ -197,7 +201,7 @@ def observe_price_nb(state: HoldingState, p: float) -> HoldingState:
     return state
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dynamic_exit_level_nb(high: float, cost: float, params: RuleParams) -> float:
     """Exit price of the dynamic take-profit for this high, NaN when no row of the table matches."""
     m = high / cost - 1.0
@@ -214,7 +218,7 @@ def stop_loss_price_nb(cost: float, params: RuleParams) -> float:
     return cost * (1.0 + params.stop_loss_ratio)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def grid_trigger_price_nb(state: HoldingState, params: RuleParams) -> float:
     """Price at or below which the next grid buy fires, NaN when the grid is off or exhausted."""
     if not params.grid_enabled or state.grid_k >= params.grid_levels.shape[0] or state.volume <= 0:
@@ -222,7 +226,7 @@ def grid_trigger_price_nb(state: HoldingState, params: RuleParams) -> float:
     return state.base_cost * params.grid_levels[state.grid_k]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sell_decision(rule: int, v: int, p: float, down_limit: float) -> tuple[int, int, int]:
     if v <= 0:
         return rule, 0, OUT_NOTHING_AVAILABLE
