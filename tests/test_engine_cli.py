@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from engine_support import wait_for
 
 from miniqmt_lab.cli import main
 from miniqmt_lab.config import Settings
@@ -60,7 +61,9 @@ def test_headless_run_stops_cleanly_on_sigterm(tmp_path):
     try:
         line = proc.stdout.readline()
         assert "engine running (paper" in line, proc.stderr.read()
-        time.sleep(1.0)  # the feed finds no QMT client here: logged, and the engine keeps running
+        # there is no QMT client here: the engine runs on (and logs) all the same
+        wait_for(lambda: any("engine started" in f.read_text(encoding="utf-8")
+                             for f in (tmp_path / "logs").glob("miniqmt_lab-*.log")), what="the log's start line")
         assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
