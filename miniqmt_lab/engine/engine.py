@@ -118,6 +118,7 @@ class Engine:
         self._version_lock = threading.Lock()
         self._lifecycle = threading.Lock()
         self._phase = "new"  # new -> running -> stopped -> (start) running -> stopped ...
+        self._history_day: dt.date | None = None
         self._lock = DatabaseLock(self.database_path)
         self._lock.check_name()
         self._entries = make_entries(entries, self.feed, self.settings.data_path, e.entry, self._watch_codes)
@@ -370,9 +371,23 @@ class Engine:
         codes = self._watch_codes()
         if codes:
             self._feed_calls.call("feed.watch", self.feed.watch, codes)
+            self._refresh_history(codes)
         if ctx.entries is not None:
             ctx.entries.refresh()
         return self.settings.engine.data_update_interval
+
+    def _refresh_history(self, codes: list[str]) -> None:
+        """Once a day, a live feed brings the daily bars the entries are computed from up to yesterday
+        (``feed.refresh_history(codes, bar_store)``; a replay has its bars already)."""
+        refresh = getattr(self.feed, "refresh_history", None)
+        day = self._clock_time()
+        if not callable(refresh) or day is None or self._history_day == day.date():
+            return
+        store = self.settings.data_path / "bars.duckdb"
+        self._feed_calls.call("feed.refresh_history", refresh, codes, store,
+                              timeout=10 * self.settings.engine.connect_timeout)
+        self._history_day = day.date()
+        log.info("daily bars of %d stock(s) refreshed in %s", len(codes), store)
 
     def _sync_step(self) -> float:
         ctx = self.trader.ctx
