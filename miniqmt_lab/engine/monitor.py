@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from miniqmt_lab import market
+from miniqmt_lab.engine.actions import apply_day_actions
 from miniqmt_lab.engine.context import RunContext, Task
 from miniqmt_lab.engine.guards import FINAL_FOR_EXECUTION, Signal, repeat_key, signal_id, tick_problem
 from miniqmt_lab.engine.journal import JournalRow
@@ -40,6 +41,7 @@ class Monitor:
         self.before_round = before_round
         self._ack_timeout = 2 * ctx.settings.engine.call_timeout + 1.0
         self._observe = getattr(ctx.broker, "observe_tick", None)  # a paper venue follows the market
+        self._actions_day: dt.date | None = None
 
     def step(self) -> float:
         ctx = self.ctx
@@ -87,6 +89,9 @@ class Monitor:
             return False
         day = market.to_shanghai(rnd.time).date()
         book.roll_day(day)
+        if day != self._actions_day:  # ex-dates before the day's first tick, after the T+1 roll
+            self._actions_day = day
+            apply_day_actions(ctx, day)  # an action stored before a restart is not applied again
         journal_rows = []
         texts: dict[dt.datetime, str] = {}  # the ticks of a round share one or two times
         for tick in sorted(rnd.ticks, key=lambda t: str(t.code)):

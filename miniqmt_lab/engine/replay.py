@@ -244,6 +244,16 @@ class ReplayFeed:
     def n_rounds(self) -> int:
         return self.table.n_rounds
 
+    def actions_on(self, day: dt.date) -> list[tuple[str, float, float]]:
+        """The corporate actions the market simulation applies on ``day`` (each on the first day of the bars
+        on or after its ex-date): (stock_code, cash_dividend, bonus_ratio) rows, in code order."""
+        if self.market is None or self.market.actions.empty:
+            return []
+        actions = self.market.actions
+        on_day = actions[self.market.day_dates[actions["day"].to_numpy()] == np.datetime64(day, "D")]
+        return [(str(c), float(d), float(b)) for c, d, b in
+                zip(on_day["stock_code"], on_day["cash_dividend"], on_day["bonus_ratio"], strict=True)]
+
     @property
     def position(self) -> int:
         """Index of the next round to deliver."""
