@@ -281,24 +281,31 @@ def simulate_nb(
                     holding_flow[s] += cash - cash_before
                     _store_holding_nb(state, s, volume, available, cost, base_cost, high, tp_done, grid_k)
                     if n_events < events.shape[0]:
-                        events["col"][n_events] = c * n_stocks + s
-                        events["idx"][n_events] = bar
-                        events["day"][n_events] = d
-                        events["volume_before"][n_events] = before
-                        events["volume_after"][n_events] = volume[s]
-                        events["cash"][n_events] = cash - cash_before
+                        events[n_events]["col"] = c * n_stocks + s
+                        events[n_events]["idx"] = bar
+                        events[n_events]["day"] = d
+                        events[n_events]["volume_before"] = before
+                        events[n_events]["volume_after"] = volume[s]
+                        events[n_events]["cash"] = cash - cash_before
                         n_events += 1
                 day = d
-            # a stock not held at the group's start cannot act before its last tick (entries act there)
-            n_active = 0
-            for i in range(start[g], start[g + 1]):
-                if traded[i] and (volume[col[i]] > 0 or (bar_close[i] and entries[i])):
-                    active[n_active] = i
-                    n_active += 1
+            # a stock not held at the group's start cannot act before its last tick (entries act there):
+            # with several ticks a row, walk only the rows that may act; with one, walk the rows directly
+            listed = n_ticks > 1
+            lo, hi = start[g], start[g + 1]
+            if listed:
+                n_active = 0
+                for i in range(lo, hi):
+                    if traded[i] and (volume[col[i]] > 0 or (bar_close[i] and entries[i])):
+                        active[n_active] = i
+                        n_active += 1
+                lo, hi = 0, n_active
             for k in range(n_ticks):
                 last = k == n_ticks - 1
-                for j in range(n_active):
-                    i = active[j]
+                for j in range(lo, hi):
+                    i = active[j] if listed else j
+                    if not traded[i]:
+                        continue
                     s = col[i]
                     held = volume[s] > 0
                     if not held and not (last and bar_close[i] and entries[i]):
@@ -336,31 +343,31 @@ def simulate_nb(
                                 holding_flow[s] = 0.0
                         n_trades[c] += 1
                         if n_records < capacity:
-                            records["id"][n_records] = n_records
-                            records["col"][n_records] = c * n_stocks + s
-                            records["idx"][n_records] = bar
-                            records["size"][n_records] = v
-                            records["price"][n_records] = p
-                            records["fees"][n_records] = fee
-                            records["side"][n_records] = SIDE_BUY if is_buy else SIDE_SELL
-                            records["round"][n_records] = g * n_ticks + k
-                            records["rule"][n_records] = rule
-                            records["cash"][n_records] = cash
+                            records[n_records]["id"] = n_records
+                            records[n_records]["col"] = c * n_stocks + s
+                            records[n_records]["idx"] = bar
+                            records[n_records]["size"] = v
+                            records[n_records]["price"] = p
+                            records[n_records]["fees"] = fee
+                            records[n_records]["side"] = SIDE_BUY if is_buy else SIDE_SELL
+                            records[n_records]["round"] = g * n_ticks + k
+                            records[n_records]["rule"] = rule
+                            records[n_records]["cash"] = cash
                         n_records += 1
                     elif rule != RULE_NONE:
                         n_signals[c] += 1
                         if n_blocked < signal_capacity:
-                            signals["col"][n_blocked] = c * n_stocks + s
-                            signals["idx"][n_blocked] = bar
-                            signals["round"][n_blocked] = g * n_ticks + k
-                            signals["rule"][n_blocked] = rule
-                            signals["price"][n_blocked] = p
-                            signals["outcome"][n_blocked] = outcome
+                            signals[n_blocked]["col"] = c * n_stocks + s
+                            signals[n_blocked]["idx"] = bar
+                            signals[n_blocked]["round"] = g * n_ticks + k
+                            signals[n_blocked]["rule"] = rule
+                            signals[n_blocked]["price"] = p
+                            signals[n_blocked]["outcome"] = outcome
                         n_blocked += 1
                     _store_holding_nb(state, s, volume, available, cost, base_cost, high, tp_done, grid_k)
-            for j in range(n_active):  # a stock is valued at its last close while held
-                i = active[j]
-                if volume[col[i]] > 0:
+            for j in range(lo, hi):  # a stock is valued at its last close while held
+                i = active[j] if listed else j
+                if traded[i] and volume[col[i]] > 0:
                     last_close[col[i]] = close[i]
             if g == n_groups - 1 or group_bar[g + 1] != bar:
                 value = cash

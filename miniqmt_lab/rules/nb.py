@@ -11,7 +11,8 @@ Conventions
   holds (``RULE_NONE`` when none); ``volume`` is the order size, 0 when the fired rule comes out as
   no action, and then ``outcome`` says why. A fired rule with volume 0 still decides the tick.
 * Helpers that take the parameter tuples (arrays inside) are ``inline="always"``: a call across a numba
-  function boundary would reference-count those arrays on every tick.
+  function boundary would reference-count those arrays on every tick. So are the rounding, fee and limit
+  helpers, so that their constants fold into the loops that call them.
 * Threshold comparisons carry a tolerance of ``EPS`` so that a price sitting exactly on a threshold
   (``9.25`` on a cost of ``10`` with a -7.5% stop) fires despite binary floating point.
 """
@@ -112,7 +113,7 @@ def empty_holding_nb() -> HoldingState:
     return HoldingState(0, 0, 0.0, 0.0, 0.0, False, 0)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def round_half_up_nb(x: float, ndigits: int) -> float:
     """Round half up (away from zero for positives), robust to 0.005 stored as 0.00499999..."""
     scale = 1.0
@@ -121,7 +122,7 @@ def round_half_up_nb(x: float, ndigits: int) -> float:
     return math.floor(x * scale + 0.5 + EPS) / scale
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fee_parts_nb(amount: float, is_sell: bool, fees: FeeParams) -> tuple[float, float, float]:
     """(commission, stamp duty, transfer fee) of one order, each rounded to 0.01 yuan half up."""
     commission = round_half_up_nb(max(amount * fees.commission_rate, fees.min_commission), 2)
@@ -130,7 +131,7 @@ def fee_parts_nb(amount: float, is_sell: bool, fees: FeeParams) -> tuple[float, 
     return commission, stamp, transfer
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fees_nb(amount: float, is_sell: bool, fees: FeeParams) -> float:
     commission, stamp, transfer = fee_parts_nb(amount, is_sell, fees)
     return commission + stamp + transfer
@@ -402,7 +403,7 @@ def apply_action_nb(
     return new_state, cash + cash_dividend * state.volume, bonus
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def limit_prices_nb(prev_close: float, width: float) -> tuple[float, float]:
     """(up-limit, down-limit) from the previous close; NaN for a stock's first day."""
     if not (prev_close > 0.0):
