@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from miniqmt_lab.backtest import prepare_bars, run_backtest
+from miniqmt_lab.backtest import prepare_bars, run_backtest, sweep
 from miniqmt_lab.bars import sample_bars
 from miniqmt_lab.indicators import golden_cross_nb, macd_nb
 from miniqmt_lab.market import InvalidMarketData
@@ -108,6 +108,16 @@ def test_actions_come_from_the_frame_attrs_as_the_bar_store_sets_them():
     bars.attrs["actions"] = EX_ACTIONS
     assert trades_of(run_backtest(bars, BIG, entries=first_day(paths))) == trades_of(
         run_backtest(bars_of(paths), BIG, entries=first_day(paths), actions=EX_ACTIONS))
+
+
+def test_sweeps_take_the_actions_too():
+    paths = ex_date_bars()
+    result = sweep(bars_of(paths), {"stop_loss_ratio": [-0.075, -0.5]}, entries=first_day(paths), progress=False,
+                   base=BIG, actions=EX_ACTIONS)
+    first = result.run(0)
+    assert trades_of(first) == trades_of(run_backtest(bars_of(paths), BIG, entries=first_day(paths),
+                                                      actions=EX_ACTIONS))
+    assert len(first.events) == 1 and result.table["trades"].tolist() == [1, 0]
 
 
 def test_cash_dividend_lowers_cost_and_pays_cash():
