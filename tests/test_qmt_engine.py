@@ -10,8 +10,9 @@ import pytest
 
 from miniqmt_lab.config import Settings
 from miniqmt_lab.engine import Engine, ReplayFeed
-from miniqmt_lab.qmt import FakeMarket, FakeQmt, QmtBroker
+from miniqmt_lab.qmt import QmtBroker
 from miniqmt_lab.schema import TRADE_COLUMNS, TickRound
+from miniqmt_lab.xtquant_double import FakeMarket, FakeQmt
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 

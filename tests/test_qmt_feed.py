@@ -15,8 +15,9 @@ from miniqmt_lab import market as mkt
 from miniqmt_lab.bars.store import BarStore
 from miniqmt_lab.config import Settings
 from miniqmt_lab.errors import QmtUnavailable
-from miniqmt_lab.qmt import FakeQmt, Instrument, QmtFeed
+from miniqmt_lab.qmt import Instrument, QmtFeed
 from miniqmt_lab.qmt.feed import bars_from_xt, xt_time
+from miniqmt_lab.xtquant_double import FakeQmt
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,7 +39,7 @@ def qmt():
 
 @pytest.fixture
 def feed(qmt):
-    f = QmtFeed(Settings(), modules=qmt, poll_interval=0.01)
+    f = QmtFeed(Settings(), modules=qmt, poll_interval=0.01, clock=lambda: at(10, 0))
     yield f
     f.close()
 

@@ -12,7 +12,7 @@ import pytest
 from miniqmt_lab import config
 from miniqmt_lab.config import Settings
 from miniqmt_lab.errors import QmtUnavailable
-from miniqmt_lab.qmt import FakeQmt, QmtBroker, QmtFeed
+from miniqmt_lab.qmt import QmtBroker, QmtFeed
 from miniqmt_lab.qmt.loader import (
     CLIENT_DOWN,
     NOT_INSTALLED,
@@ -22,6 +22,7 @@ from miniqmt_lab.qmt.loader import (
     derive_session_id,
     import_part,
 )
+from miniqmt_lab.xtquant_double import FakeQmt
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -95,8 +96,7 @@ def test_client_not_running_makes_connect_return_minus_one(userdata):
     qmt.running = False
     message = connect_error(live_settings(userdata), qmt)
     assert message.startswith("connect() to the QMT client returned -1: start miniQMT")
-    assert qmt.traders[0].connected is False
-    assert qmt.traders[0]._thread is None  # stopped again
+    assert len(qmt.sessions) == 1 and qmt.traders == []  # stopped and dropped again
 
 
 def test_userdata_of_another_client_is_refused(tmp_path, userdata):
@@ -111,7 +111,7 @@ def test_wrong_account_makes_subscribe_fail_without_showing_the_account(userdata
     message = connect_error(live_settings(userdata, account="1234567890"), qmt)
     assert message.startswith("subscribe() to account 12******90 returned -1")
     assert "1234567890" not in message
-    assert qmt.traders[0]._thread is None
+    assert len(qmt.sessions) == 1 and qmt.traders == []  # stopped and dropped again
 
 
 def test_client_absent_for_market_data():
