@@ -72,6 +72,20 @@ def test_a_failing_native_import_is_reported_the_same_way(monkeypatch):
         import_part("xtdata")
 
 
+def test_a_failed_data_centre_start_is_unavailable_not_a_plain_exception(monkeypatch):
+    def failing(name, *args, **kwargs):  # xtdatacenter raises this plain Exception at import
+        raise Exception("rpc init failed, error_code:-1, configdir:C:\\xtquant\\config")
+
+    monkeypatch.setattr("importlib.import_module", failing)
+    with pytest.raises(QmtUnavailable, match=r"xtquant.xtdata failed to start \(rpc init failed") as info:
+        import_part("xtdata")
+    assert "docs/xtquant.md" in str(info.value)
+    feed = QmtFeed(Settings())  # built all the same: each use says why it cannot work
+    with pytest.raises(QmtUnavailable, match="rpc init failed"):
+        feed.instrument("600000.SH")
+    assert "rpc init failed" in feed.last_error
+
+
 def test_wrong_userdata_paths(tmp_path, userdata):
     qmt = FakeQmt(account_id=ACCOUNT)
     missing = connect_error(live_settings(tmp_path / "nowhere" / "userdata_mini"), qmt)

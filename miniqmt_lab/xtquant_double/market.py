@@ -261,7 +261,7 @@ class FakeMarket:
         frame["suspendFlag"] = 0
         if suspended:
             frame = _fill_suspended(frame, suspended)
-        frame["volume"] = frame["volume"] / mkt.LOT
+        frame["volume"] = (frame["volume"] / mkt.LOT).round()  # whole lots
         previous = frame["close"].shift(1)
         pre_close = []
         for stamp, prev in zip(frame.index, previous, strict=True):
@@ -311,15 +311,12 @@ class FakeMarket:
 
 
 def _fill_suspended(frame: pd.DataFrame, days: set[dt.date]) -> pd.DataFrame:
-    """Daily bars with a row for each suspended day after the first bar: the last close as every
-    price, volume and amount 0, ``suspendFlag`` 1."""
-    first = frame.index[0].date()
-    extra = sorted(pd.Timestamp(d) for d in days if d > first and pd.Timestamp(d) not in frame.index)
-    if not extra:
-        frame.loc[[s for s in frame.index if s.date() in days], "suspendFlag"] = 1
-        return frame
-    rows = pd.DataFrame(index=pd.DatetimeIndex(extra), columns=frame.columns, dtype=float)
-    merged = pd.concat([frame, rows]).sort_index()
+    """Daily bars with each suspended day after the first bar as xtdata fills it: the last close as
+    every price, volume and amount 0, ``suspendFlag`` 1 (a bar given for such a day is replaced)."""
+    traded = frame[[s.date() not in days for s in frame.index]]
+    first = traded.index[0].date()
+    extra = pd.DatetimeIndex(sorted(pd.Timestamp(d) for d in days if d > first))
+    merged = pd.concat([traded, pd.DataFrame(index=extra, columns=frame.columns, dtype=float)]).sort_index()
     merged["close"] = merged["close"].ffill()
     for column in ("open", "high", "low"):
         merged[column] = merged[column].fillna(merged["close"])
