@@ -626,3 +626,24 @@ def test_traders_live_and_die_on_their_own_thread(settings, qmt, monkeypatch):
     gc.collect()
     assert qmt.traders == [] and qmt.sessions == [4242, 4242]
     assert printed == [] and qmt.violations == []
+
+
+def test_a_close_during_a_connect_leaves_no_trader_connected(settings, qmt):
+    broker = QmtBroker(settings, modules=qmt)
+    qmt.hang("connect")
+    errors: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            broker.connect()
+        except QmtUnavailable as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    wait_until(lambda: qmt.hung("connect") == 1)
+    broker.close()  # an engine stopped while its broker was still connecting
+    qmt.release()
+    worker.join(5)
+    assert [str(e) for e in errors] == ["QMT broker was closed while connecting"]
+    assert not broker.status().connected and qmt.traders == []

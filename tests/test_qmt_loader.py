@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -157,3 +159,28 @@ def test_live_example_config_loads():
     assert settings.qmt.account_id
     assert settings.qmt.qmt_userdata_path.endswith("userdata_mini")
     assert settings.database_path.name == "live.sqlite"
+
+
+ALLOWED = {"miniqmt_lab", "miniqmt_lab.schema", "miniqmt_lab.protocols", "miniqmt_lab.config", "miniqmt_lab.market",
+           "miniqmt_lab.errors", "miniqmt_lab.records"}
+
+
+def test_the_adapters_import_only_the_neutral_layer_and_never_xtquant_at_import():
+    package = Path(__file__).resolve().parents[1] / "miniqmt_lab" / "qmt"
+    imported: set[str] = set()
+    for source in package.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            imported |= {n for n in names if n.startswith(("miniqmt_lab", "xtquant"))}
+    outside = {n for n in imported if not n.startswith("miniqmt_lab.qmt")}
+    assert outside <= ALLOWED, outside - ALLOWED
+
+    probe = ("import sys, miniqmt_lab.qmt; print(sorted(m for m in sys.modules"
+             " if m.split('.')[0] == 'xtquant' or m.startswith('miniqmt_lab.xtquant_double')))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"

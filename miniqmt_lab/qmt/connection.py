@@ -131,7 +131,7 @@ class Connection:
             with self._lock:
                 if self._host is not None:
                     return False
-                self._closing = threading.Event()
+                closing = self._closing = threading.Event()
                 self.connecting, self.message = True, CONNECTING
             try:
                 host, account = self._open_host(self.session_id)
@@ -140,10 +140,14 @@ class Connection:
                     self.connecting, self.message = False, f"not connected: {exc}"
                 raise
             with self._lock:
-                self._host, self._account = host, account
-                self.connecting, self.connected = False, True
-                self.message = f"connected (session {self.session_id})"
-            return True
+                self.connecting = False
+                if not closing.is_set():
+                    self._host, self._account, self.connected = host, account, True
+                    self.message = f"connected (session {self.session_id})"
+                    return True
+                self.message = "closed"
+            host.close(self._call.timeout)  # the broker was closed while this connect ran
+            raise QmtUnavailable("QMT broker was closed while connecting")
 
     def _open_host(self, session_id: int) -> tuple[TraderHost, Any]:
         """A new trader on its own host thread, connected and subscribed, within the connect budget."""
