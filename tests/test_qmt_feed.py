@@ -380,3 +380,25 @@ def test_a_new_listing_trades_without_limits_on_its_first_five_days(qmt, feed):
     limits = {t.code: t.limits for t in feed.next_round(0.5).ticks}
     assert limits == {"301000.SZ": False, "301001.SZ": True, SPDB: True}  # SPDB: listing date unknown
     assert feed.instrument("301000.SZ").listing_date == dt.date(2024, 2, 28)
+
+
+def test_a_hung_poll_costs_rounds_and_one_thread_never_the_caller(qmt, feed, caplog):
+    caplog.set_level(logging.WARNING, logger="miniqmt_lab.qmt.feed")
+    qmt.market.set_price(SPDB, 10.1, time=at(10, 0))
+    feed.watch([SPDB])
+    qmt.hang("get_full_tick")  # xtdata calls have no timeout
+    for _ in range(5):
+        started = time.monotonic()
+        assert feed.next_round(0.1) is None
+        assert time.monotonic() - started < 0.5
+    assert qmt.hung("get_full_tick") == 1  # one poll waits for the client; no second one was started
+    assert feed.last_error == "get_full_tick has not answered"
+    assert caplog.text.count("get_full_tick has not answered") == 1
+    feed.close()
+    started = time.monotonic()
+    assert feed.next_round(5.0) is None  # a close ends the wait at once
+    assert time.monotonic() - started < 0.5
+    feed.open()
+    qmt.release()
+    assert [t.price for t in feed.next_round(1.0).ticks] == [10.1]
+    assert feed.last_error == ""

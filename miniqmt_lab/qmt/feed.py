@@ -143,6 +143,7 @@ class QmtFeed:
         self._details: dict[str, Instrument | None] = {}
         self._bad: dict[str, str] = {}  # code -> the problem already logged for it
         self._closed = threading.Event()
+        self._pending: _Poll | None = None
         self._client_down = False
         self.last_error = problem
 
@@ -158,9 +159,10 @@ class QmtFeed:
             self._codes = normalized
 
     def next_round(self, timeout: float) -> TickRound | None:
+        """The next round of new ticks; None after ``timeout`` even when the client hangs."""
         deadline = time.monotonic() + timeout
         while not self._closed.is_set():
-            ticks = self._poll()
+            ticks = self._poll(max(deadline - time.monotonic(), 0.0))
             if ticks:
                 return TickRound(time=max(t.time for t in ticks), ticks=tuple(ticks))
             remaining = deadline - time.monotonic()
@@ -336,26 +338,61 @@ class QmtFeed:
                 found = None
         return (found.name, found.listing_date) if found is not None else ("", None)
 
-    def _poll(self) -> list[Tick]:
+    def _fetch(self, codes: tuple[str, ...], wait: float) -> tuple[bool, Any]:
+        """(answered, snapshots) of ``codes`` from the feed's own poll thread, waiting up to ``wait``.
+
+        xtdata calls have no timeout: a poll runs on a ``qmt-feed-poll`` thread, and while one has not
+        answered no other is started, so a hung client holds one thread, never the caller. The poll
+        also asks the client, once, for each code's name and listing date.
+        """
+        with self._lock:
+            poll = self._pending
+            if poll is None:
+                poll = self._pending = _Poll(lambda: self._snapshots(codes))
+        deadline = time.monotonic() + wait
+        while not poll.done.wait(min(0.05, max(deadline - time.monotonic(), 0.0))):
+            if self._closed.is_set() or time.monotonic() >= deadline:
+                return False, None
+        with self._lock:
+            if self._pending is poll:
+                self._pending = None
+        if poll.error is not None:
+            raise poll.error
+        return True, poll.value
+
+    def _snapshots(self, codes: tuple[str, ...]) -> Any:
+        with client_errors():
+            raw = self._data().get_full_tick(list(codes))
+        for code in codes:
+            self._details_of(code)
+        return raw
+
+    def _poll(self, wait: float) -> list[Tick]:
         with self._lock:
             codes = self._codes
         if not codes:
             return []
         try:
-            with client_errors():
-                raw = self._data().get_full_tick(list(codes))
+            answered, raw = self._fetch(codes, wait)
         except QmtUnavailable as exc:
             if not self._client_down:
                 log.warning("QMT feed: %s", exc)
             self._client_down, self.last_error = True, str(exc)
             return []
+        if not answered:
+            if not self._client_down:
+                log.warning("QMT feed: get_full_tick has not answered; waiting for it")
+            self._client_down, self.last_error = True, "get_full_tick has not answered"
+            return []
         if self._client_down:
             log.info("QMT feed: the client answers again")
-            self._client_down = False
+            self._client_down, self.last_error = False, ""
         today = mkt.to_shanghai(self._clock()).date()
         ticks = []
         for code in codes:
-            name, listed = self._details_of(code)
+            with self._lock:
+                found = self._details.get(code)
+            name, listed = (found.name, found.listing_date) if found is not None else ("", None)
             tick, problem = tick_from_xt(code, (raw or {}).get(code), name, today,
                                          limits=has_price_limits(listed, today))
             if tick is None:
@@ -369,6 +406,25 @@ class QmtFeed:
             self._last_time[code] = tick.time
             ticks.append(tick)
         return ticks
+
+
+class _Poll:
+    """One call on its own daemon thread (a hung one must not keep the process alive at exit)."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self._call = call
+        threading.Thread(target=self._run, name="qmt-feed-poll", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.value = self._call()
+        except BaseException as exc:  # handed to the waiting poll
+            self.error = exc
+        finally:
+            self.done.set()
 
 
 def _codes(codes: str | Iterable[str]) -> list[str]:

@@ -102,7 +102,7 @@ class FakeQmt:
             XtCancelOrderResponse=XtCancelOrderResponse, XtAccountStatus=XtAccountStatus,
         )
         self._xttrader = XtTraderModule(self)
-        self._xtdata = FakeXtData(self.market, lambda: self.running)
+        self._xtdata = FakeXtData(self.market, lambda: self.running, lambda name, timeout: self.admit(name, timeout))
         self._import_lock = threading.Lock()
 
         self.running = True
@@ -197,9 +197,9 @@ class FakeQmt:
             self.ledger.partials.append(int(volume))
 
     def hang(self, method: str, *, forever: bool = False) -> None:
-        """Calls of ``method`` (a query, ``"connect"`` or ``"subscribe"``) block until :meth:`release`,
-        or until the trader's ``set_timeout`` runs out; ``forever``: whatever ``set_timeout`` says
-        (a native call stuck where its timeout does not reach)."""
+        """Calls of ``method`` (a trader query, ``"connect"``, ``"subscribe"`` or an xtdata function)
+        block until :meth:`release`, or until the trader's ``set_timeout`` runs out; ``forever``:
+        whatever ``set_timeout`` says (a native call stuck where its timeout does not reach)."""
         with self._lock:
             self._hangs.setdefault(method, threading.Event())
             if forever:

@@ -43,17 +43,21 @@ class FakeXtData:
     Every ``dividend_type`` gives the stored (unadjusted) prices. ``calls`` lists the calls made.
     """
 
-    def __init__(self, market: FakeMarket, is_running: Callable[[], bool]) -> None:
+    def __init__(self, market: FakeMarket, is_running: Callable[[], bool],
+                 admit: Callable[[str, float | None], bool] = lambda name, timeout: True) -> None:
         self.enable_hello = True
         self.calls: list[str] = []
         self._market = market
         self._is_running = is_running
+        self._admit = admit
         self._downloaded: set[tuple[str, str]] = set()
         self._connected = False
 
     def _enter(self, name: str) -> None:
-        """Every call connects first: no client raises, a new connection prints the banner."""
+        """Every call connects first: no client raises, a new connection prints the banner. A call
+        the client hangs (``FakeQmt.hang``) waits: xtdata calls have no timeout."""
         self.calls.append(name)
+        self._admit(name, None)
         if not self._is_running():
             self._connected = False
             raise Exception(CLIENT_DOWN_MESSAGE)
