@@ -642,8 +642,22 @@ def test_a_close_during_a_connect_leaves_no_trader_connected(settings, qmt):
     worker = threading.Thread(target=connect, daemon=True)
     worker.start()
     wait_until(lambda: qmt.hung("connect") == 1)
+    started = time.monotonic()
     broker.close()  # an engine stopped while its broker was still connecting
-    qmt.release()
     worker.join(5)
+    assert time.monotonic() - started < 1.0  # the connect's wait ends with the close
     assert [str(e) for e in errors] == ["QMT broker was closed while connecting"]
-    assert not broker.status().connected and qmt.traders == []
+    qmt.release()  # the client answers the abandoned connect: its trader is stopped and dropped
+    wait_until(lambda: qmt.traders == [])
+    assert not broker.status().connected
+
+
+def test_closing_while_a_reconnect_hangs_is_quick(broker, qmt):
+    qmt.hang("connect", forever=True)
+    qmt.disconnect()
+    collect(broker, lambda ev: any(isinstance(e, ConnectionChanged) and not e.connected for e in ev))
+    wait_until(lambda: qmt.hung("connect") == 1)  # a reconnect attempt waits for the client
+    started = time.monotonic()
+    broker.close()
+    assert time.monotonic() - started < 1.0  # not the 30 s connect budget
+    assert not broker.status().details["reconnecting"]

@@ -33,6 +33,7 @@ MAX_HUNG_CALLS = 4  # beyond this many abandoned calls the client is treated as 
 RENEW_AFTER = 3  # failed reconnects on one trader before a fresh trader with a new session id is built
 RECONNECTED = "reconnected"  # raw-queue marker put after the replay of missed events
 CONNECTING = "connecting to QMT..."
+CLOSED_WHILE_CONNECTING = "QMT broker was closed while connecting"
 
 
 class TimedCalls:
@@ -134,10 +135,13 @@ class Connection:
                 closing = self._closing = threading.Event()
                 self.connecting, self.message = True, CONNECTING
             try:
-                host, account = self._open_host(self.session_id)
+                host, account = self._open_host(self.session_id, closing)
             except BaseException as exc:
                 with self._lock:
-                    self.connecting, self.message = False, f"not connected: {exc}"
+                    self.connecting = False
+                    self.message = "closed" if closing.is_set() else f"not connected: {exc}"
+                if closing.is_set():
+                    raise QmtUnavailable(CLOSED_WHILE_CONNECTING) from None
                 raise
             with self._lock:
                 self.connecting = False
@@ -147,10 +151,11 @@ class Connection:
                     return True
                 self.message = "closed"
             host.close(self._call.timeout)  # the broker was closed while this connect ran
-            raise QmtUnavailable("QMT broker was closed while connecting")
+            raise QmtUnavailable(CLOSED_WHILE_CONNECTING)
 
-    def _open_host(self, session_id: int) -> tuple[TraderHost, Any]:
-        """A new trader on its own host thread, connected and subscribed, within the connect budget."""
+    def _open_host(self, session_id: int, closing: threading.Event | None = None) -> tuple[TraderHost, Any]:
+        """A new trader on its own host thread, connected and subscribed, within the connect budget
+        (given up at once when ``closing`` is set)."""
         qmt = self.settings.qmt
         host = TraderHost(session_id)
 
@@ -160,9 +165,11 @@ class Connection:
                              account_type=qmt.account_type, callback=callback, call_timeout=self._call.timeout)
 
         try:
-            account = host.call(build, what="connect", timeout=self._connect_timeout)
+            account = host.call(build, what="connect", timeout=self._connect_timeout, cancel=closing)
         except BrokerTimeout:
             host.close(0.0)  # stopped and dropped once the connect returns
+            if closing is not None and closing.is_set():
+                raise
             raise BrokerTimeout(
                 f"connecting to the QMT client did not finish within {self._connect_timeout:g}s"
                 " (engine.connect_timeout): is miniQMT running and logged in?"
@@ -240,7 +247,7 @@ class Connection:
                 if failures >= RENEW_AFTER:
                     if self._renew(closing):
                         break
-                elif self._again():
+                elif self._again(closing):
                     break
                 log.info("QMT reconnect attempt %d failed; next in %.1fs", attempt, delay)
             except Exception as exc:  # keep trying: the client may come back
@@ -260,20 +267,21 @@ class Connection:
         self._raw.put((RECONNECTED, self.message))
         log.info("QMT client %s", self.message)
 
-    def _again(self) -> bool:
+    def _again(self, closing: threading.Event) -> bool:
         """connect() and subscribe() again on the trader there is."""
         with self._lock:
             host, account = self._host, self._account
         if host is None:
             return False
-        return bool(host.call(lambda: host.reconnect(account), what="connect", timeout=self._connect_timeout))
+        return bool(host.call(lambda: host.reconnect(account), what="connect", timeout=self._connect_timeout,
+                              cancel=closing))
 
     def _renew(self, closing: threading.Event) -> bool:
         """Replace the trader that cannot reconnect with a fresh one under a new session id."""
         session_id = derive_session_id(avoid=self.session_id)
         log.warning("QMT: reconnecting on session %s keeps failing; trying a new trader with session %s",
                     self.session_id, session_id)
-        host, account = self._open_host(session_id)
+        host, account = self._open_host(session_id, closing)
         with self._lock:
             if closing.is_set():
                 keep = False

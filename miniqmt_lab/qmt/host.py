@@ -18,6 +18,7 @@ import gc
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -49,8 +50,9 @@ class TraderHost:
             job()
             del job  # nothing of a finished job stays referenced from this frame
 
-    def call(self, fn: Callable[[], Any], *, what: str, timeout: float) -> Any:
-        """``fn()`` on the host thread; BrokerTimeout when it has not returned within ``timeout``."""
+    def call(self, fn: Callable[[], Any], *, what: str, timeout: float, cancel: threading.Event | None = None) -> Any:
+        """``fn()`` on the host thread; BrokerTimeout when it has not returned within ``timeout``, or
+        once ``cancel`` is set (the job still runs; its result is dropped)."""
         box: dict[str, Any] = {}
         done = threading.Event()
 
@@ -63,8 +65,12 @@ class TraderHost:
                 done.set()
 
         self._jobs.put(job)
-        if not done.wait(timeout):
-            raise BrokerTimeout(f"{what} did not return within {timeout:g}s: the QMT client is busy or hung")
+        deadline = time.monotonic() + timeout
+        while not done.wait(min(0.05, max(deadline - time.monotonic(), 0.0))):
+            if cancel is not None and cancel.is_set():
+                raise BrokerTimeout(f"{what} abandoned: the connection is closing")
+            if time.monotonic() >= deadline:
+                raise BrokerTimeout(f"{what} did not return within {timeout:g}s: the QMT client is busy or hung")
         if "error" in box:
             raise box.pop("error")
         return box.pop("value", None)
