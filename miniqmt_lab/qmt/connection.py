@@ -193,7 +193,12 @@ class Connection:
             host, self._host = self._host, None
             self.connected = False
             self.message = "closed"
-        if host is not None and not host.close(self._call.timeout):
+        if host is None:
+            return
+        if host.busy:  # stuck in a call the client never answered: it stops the trader when it returns
+            host.close(0.0)
+            log.warning("QMT trader is in a call the client has not answered; it is stopped when it returns")
+        elif not host.close(self._call.timeout):
             log.warning("QMT trader did not stop within %.1fs; its thread drops it when the client answers",
                         self._call.timeout)
 

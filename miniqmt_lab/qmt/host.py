@@ -38,6 +38,7 @@ class TraderHost:
     def __init__(self, session_id: int) -> None:
         self.session_id = session_id
         self.trader: Any = None
+        self.busy = False  # a job is running (an abandoned one, if nobody waits for it)
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=f"qmt-trader-{session_id}", daemon=True)
         self._thread.start()
@@ -47,7 +48,9 @@ class TraderHost:
             job = self._jobs.get()
             if job is None:
                 return
+            self.busy = True
             job()
+            self.busy = False
             del job  # nothing of a finished job stays referenced from this frame
 
     def call(self, fn: Callable[[], Any], *, what: str, timeout: float, cancel: threading.Event | None = None) -> Any:
