@@ -26,7 +26,7 @@ from miniqmt_lab.qmt.history import (
 from miniqmt_lab.schema import ACTION_COLUMNS, INSTRUMENT_COLUMNS
 from miniqmt_lab.xtquant_double import FakeQmt
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("compiled_fees")]
 
 SPDB, PINGAN, MOUTAI = "600000.SH", "000001.SZ", "600519.SH"
 

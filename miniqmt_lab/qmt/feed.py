@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -41,15 +40,10 @@ from miniqmt_lab.qmt.history import (
     xt_time,
 )
 from miniqmt_lab.qmt.loader import XtModules, client_errors, preload, resolve
+from miniqmt_lab.qmt.ticks import Poll, has_price_limits, tick_from_xt
 from miniqmt_lab.schema import ACTION_COLUMNS, Tick, TickRound
 
 log = logging.getLogger(__name__)
-
-CLOSE_TICK_TIME = dt.time(14, 57)
-"""From here on a live tick is the daily bar's last one (the replay's close tick has this time)."""
-
-NO_LIMIT_DAYS = 5
-"""A new listing trades without price limits on its first five trading days (rules.md)."""
 
 STORABLE_PERIODS: dict[str, Literal["1d", "1m"]] = {"1d": "1d", "1m": "1m"}  # xtdata period -> bar store freq
 DOWNLOADABLE_PERIODS = ("1m", "5m", "15m", "30m", "1h", "1d", "1w", "1mon", "tick")
@@ -80,43 +74,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(mkt.SHANGHAI)
 
 
-def tick_from_xt(code: str, raw: Any, name: str, today: dt.date, *, limits: bool = True) -> tuple[Tick | None, str]:
-    """A Tick of ``today`` from a ``get_full_tick`` entry, or (None, why it is unusable)."""
-    if not isinstance(raw, dict):
-        return None, "no tick"
-    price = number(raw.get("lastPrice"))
-    if not (math.isfinite(price) and price > 0):
-        return None, f"bad lastPrice {raw.get('lastPrice')!r}"
-    stamp_ms = number(raw.get("time"))
-    if not (stamp_ms > 0):
-        return None, f"no time ({raw.get('time')!r})"
-    moment = dt.datetime.fromtimestamp(stamp_ms / 1000, mkt.SHANGHAI)
-    if moment.date() != today:
-        return None, f"stale snapshot of {moment:%Y-%m-%d %H:%M}, not a price of {today}"
-    prev_close = number(raw.get("lastClose"))
-    return Tick(
-        code=code,
-        price=price,
-        time=moment,
-        bar_close=moment.time() >= CLOSE_TICK_TIME,
-        prev_close=prev_close if math.isfinite(prev_close) and prev_close > 0 else math.nan,
-        name=name,
-        limits=limits,
-    ), ""
-
-
-def has_price_limits(listed: dt.date | None, day: dt.date) -> bool:
-    """False on a stock's first :data:`NO_LIMIT_DAYS` trading days (from its listing date, if known)."""
-    if listed is None or day < listed:
-        return True
-    count, current = 0, listed
-    while current <= day and count <= NO_LIMIT_DAYS:
-        if mkt.CALENDAR.is_trading_day(current):
-            count += 1
-        current += dt.timedelta(days=1)
-    return count > NO_LIMIT_DAYS
-
-
 class QmtFeed:
     """The Feed protocol on ``xtquant.xtdata``, plus history downloads, corporate actions, instrument
     facts and the calendar.
@@ -143,7 +100,7 @@ class QmtFeed:
         self._details: dict[str, Instrument | None] = {}
         self._bad: dict[str, str] = {}  # code -> the problem already logged for it
         self._closed = threading.Event()
-        self._pending: _Poll | None = None
+        self._pending: Poll | None = None
         self._client_down = False
         self.last_error = problem
 
@@ -348,7 +305,7 @@ class QmtFeed:
         with self._lock:
             poll = self._pending
             if poll is None:
-                poll = self._pending = _Poll(lambda: self._snapshots(codes))
+                poll = self._pending = Poll(lambda: self._snapshots(codes))
         deadline = time.monotonic() + wait
         while not poll.done.wait(min(0.05, max(deadline - time.monotonic(), 0.0))):
             if self._closed.is_set() or time.monotonic() >= deadline:
@@ -406,25 +363,6 @@ class QmtFeed:
             self._last_time[code] = tick.time
             ticks.append(tick)
         return ticks
-
-
-class _Poll:
-    """One call on its own daemon thread (a hung one must not keep the process alive at exit)."""
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        self.done = threading.Event()
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self._call = call
-        threading.Thread(target=self._run, name="qmt-feed-poll", daemon=True).start()
-
-    def _run(self) -> None:
-        try:
-            self.value = self._call()
-        except BaseException as exc:  # handed to the waiting poll
-            self.error = exc
-        finally:
-            self.done.set()
 
 
 def _codes(codes: str | Iterable[str]) -> list[str]:
