@@ -25,6 +25,7 @@ from miniqmt_lab.factory import build_engine
 from miniqmt_lab.market import SHANGHAI
 from miniqmt_lab.qmt import QmtBroker
 from miniqmt_lab.schema import OrderRequest, Side, Tick
+from miniqmt_lab.xtquant_double import FakeQmt
 
 pytestmark = pytest.mark.timeout(120)
 

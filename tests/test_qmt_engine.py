@@ -135,6 +135,6 @@ def test_an_empty_live_account_starts_syncs_and_takes_over_its_cash(tmp_path):
         assert snapshot.broker.connected
         assert snapshot.broker.message == f"connected (session {engine.broker.session_id})"
         assert engine.positions().empty
-        assert "broker sync failed" not in engine.trader.last_error
+        assert "broker sync failed" not in engine.trader.ctx.last_error
     finally:
         engine.stop()
