@@ -402,3 +402,12 @@ def test_a_hung_poll_costs_rounds_and_one_thread_never_the_caller(qmt, feed, cap
     qmt.release()
     assert [t.price for t in feed.next_round(1.0).ticks] == [10.1]
     assert feed.last_error == ""
+
+
+def test_refresh_history_brings_the_last_days_into_the_store(qmt, feed, tmp_path):
+    qmt.market.add_bars(daily_bars())
+    store = RecordingStore(tmp_path / "bars.duckdb")
+    feed.refresh_history([SPDB], store, days=10)  # the engine's daily refresh: up to the feed's today
+    stored = store.bars.query([SPDB], freq="1d")
+    assert stored["date"].max() <= pd.Timestamp(at(10, 0).date()) and len(stored) > 0
+    assert qmt.xtdata.calls[0] == "download_history_data2"

@@ -41,7 +41,7 @@ from miniqmt_lab.qmt.history import (
 )
 from miniqmt_lab.qmt.loader import XtModules, client_errors, preload, resolve
 from miniqmt_lab.qmt.ticks import Poll, has_price_limits, tick_from_xt
-from miniqmt_lab.schema import ACTION_COLUMNS, Tick, TickRound
+from miniqmt_lab.schema import ACTION_COLUMNS, HISTORY_DAYS, Tick, TickRound
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,13 @@ class QmtFeed:
         return pd.concat(frames, ignore_index=True)
 
     # -- history -------------------------------------------------------------------------------------
+    def refresh_history(self, codes: str | Iterable[str], store: HistoryStore, days: int = HISTORY_DAYS) -> None:
+        """Bring the daily bars, corporate actions and instruments of ``codes`` for the last ``days``
+        calendar days into ``store``: the engine's data thread calls it once a trading day, so MACD
+        entries see yesterday's close when the engine runs several days in a row."""
+        today = mkt.to_shanghai(self._clock()).date()
+        self.download_history(codes, today - dt.timedelta(days=days), today, store=store, progress=False)
+
     def download_history(
         self,
         codes: str | Iterable[str],
