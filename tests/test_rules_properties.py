@@ -108,3 +108,25 @@ def test_random_path_keeps_cash_fees_and_shares_consistent(path, rs, init_cash):
     assert cash + state.cost * state.volume == pytest.approx(
         init_cash + realised_total - fees_total, abs=1e-4
     )
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(holdings(), st.floats(0.0, 1.0), rule_settings)
+def test_no_rule_fires_inside_the_quiet_band(state, where, rs):
+    """The backtest loop skips a tick inside ``quiet_band_nb`` without calling the rules: they must agree."""
+    if state.volume == 0:
+        return
+    params = rule_params(rs)
+    lo, hi = R.quiet_band_nb(state, params)
+    top = min(hi, state.high)
+    if not lo < top:
+        return
+    p = lo + (top - lo) * where
+    if lo < p < hi and p <= state.high:
+        rule, _, _ = R.decide_nb(R.observe_price_nb(state, p), p, 1e9, R.LotRule(100, 100, 100), math.nan,
+                                 math.nan, params, F)
+        assert rule == R.RULE_NONE
+    # just outside a finite bound, a rule may fire: the band is tight, not merely safe
+    edge = lo * (1 - 1e-6)
+    assert R.decide_nb(R.observe_price_nb(state, edge), edge, 1e9, R.LotRule(100, 100, 100), math.nan, math.nan,
+                       params, F)[0] != R.RULE_NONE or edge > state.high or lo <= 0

@@ -58,6 +58,7 @@ apply_sell_nb = _inlined(kernel.apply_sell_nb)
 roll_day_nb = _inlined(kernel.roll_day_nb)
 rule_params_at_nb = _inlined(kernel.rule_params_at_nb)
 apply_action_nb = _inlined(kernel.apply_action_nb)
+quiet_band_nb = _inlined(kernel.quiet_band_nb)
 outside_band_nb = _inlined(kernel.outside_band_nb)
 
 SIDE_BUY = 0  # vectorbt's OrderSide.Buy
@@ -227,6 +228,8 @@ def simulate_nb(
     band_up = np.full(n_stocks, np.nan)
     band_down = np.full(n_stocks, np.nan)
     active = np.empty(n_stocks, dtype=np.int64)  # a group's rows that may act: held, or an entry signal
+    quiet_lo = np.zeros(n_stocks)  # a held stock's quiet band (kernel quiet_band_nb): no rule fires inside
+    quiet_hi = np.zeros(n_stocks)
 
     final_cash = np.empty(n_combos)
     equity = np.full((n_bars, n_combos), np.nan)
@@ -280,6 +283,7 @@ def simulate_nb(
                     state, cash, _ = apply_action_nb(state, cash, act_values[a, 0], act_values[a, 1])
                     holding_flow[s] += cash - cash_before
                     _store_holding_nb(state, s, volume, available, cost, base_cost, high, tp_done, grid_k)
+                    quiet_lo[s], quiet_hi[s] = quiet_band_nb(state, params)
                     if n_events < events.shape[0]:
                         events[n_events]["col"] = c * n_stocks + s
                         events[n_events]["idx"] = bar
@@ -311,6 +315,8 @@ def simulate_nb(
                     if not held and not (last and bar_close[i] and entries[i]):
                         continue
                     p = bar_tick_nb(open_[i], high_[i], low_[i], close[i], k, n_ticks)
+                    if held and p <= high[s] and quiet_lo[s] < p < quiet_hi[s]:
+                        continue  # no rule fires and the high stays: the kernel would decide nothing
                     if band_day[s] != d:
                         band_day[s] = d
                         band_up[s], band_down[s] = band_nb(base[d, s], st, i, board_width[s], st_width)
@@ -325,8 +331,9 @@ def simulate_nb(
                                          grid_k[s])
                     lot = LotRule(lots[s, 0], lots[s, 1], lots[s, 2])
                     state, rule, v, outcome = _decide_nb(held, state, p, cash, lot, up, down, params, fees)
-                    if rule == RULE_NONE:  # most ticks: at most the high moved
+                    if rule == RULE_NONE:  # at most the high moved
                         high[s] = state.high
+                        quiet_lo[s], quiet_hi[s] = quiet_band_nb(state, params)
                         continue
                     if v > 0:
                         is_buy = not held or rule == RULE_GRID_BUY
@@ -365,6 +372,8 @@ def simulate_nb(
                             signals[n_blocked]["outcome"] = outcome
                         n_blocked += 1
                     _store_holding_nb(state, s, volume, available, cost, base_cost, high, tp_done, grid_k)
+                    if state.volume > 0:
+                        quiet_lo[s], quiet_hi[s] = quiet_band_nb(state, params)
             for j in range(lo, hi):  # a stock is valued at its last close while held
                 i = active[j] if listed else j
                 if traded[i] and volume[col[i]] > 0:

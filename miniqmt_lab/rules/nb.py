@@ -227,6 +227,33 @@ def grid_trigger_price_nb(state: HoldingState, params: RuleParams) -> float:
     return state.base_cost * params.grid_levels[state.grid_k]
 
 
+QUIET_MARGIN = 1e-7  # ratio-space room between a quiet band and the thresholds, far above rounding error
+
+
+@njit(cache=True, inline="always")
+def quiet_band_nb(state: HoldingState, params: RuleParams) -> tuple[float, float]:
+    """(lo, hi) of a held stock: a tick ``p`` with ``lo < p < hi`` and ``p <= state.high`` fires no rule.
+
+    Each bound sits a margin inside the threshold of a rule, so ``decide_nb`` returns ``RULE_NONE`` there
+    whatever the rounding: above the stop loss, below the first take-profit (or, once it ran, above the
+    dynamic exit level of the unchanged high), above the next grid level. A loop may skip such a tick
+    without calling the rules; it changes nothing (the high does not move).
+    """
+    cost = state.cost
+    lo = cost * (1.0 + params.stop_loss_ratio + EPS + QUIET_MARGIN)
+    hi = np.inf
+    if not state.tp_done:
+        hi = cost * (1.0 + params.initial_take_profit_ratio - EPS - QUIET_MARGIN)
+    else:
+        level = dynamic_exit_level_nb(state.high, cost, params)
+        if not np.isnan(level):
+            lo = max(lo, level * (1.0 + QUIET_MARGIN) + EPS)
+    trigger = grid_trigger_price_nb(state, params)
+    if not np.isnan(trigger):
+        lo = max(lo, trigger * (1.0 + QUIET_MARGIN) + EPS)
+    return lo, hi
+
+
 @njit(cache=True, inline="always")
 def _sell_decision(rule: int, v: int, p: float, down_limit: float) -> tuple[int, int, int]:
     if v <= 0:
