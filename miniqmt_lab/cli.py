@@ -33,6 +33,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--stocks", type=int, default=20, help="number of synthetic stocks (20)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the synthetic bars (7)")
     demo.add_argument("--parity", action="store_true", help="also run the backtest on the same bars and compare")
+    serve = sub.add_parser("serve", help="run the engine with a web page and an HTTP API until Ctrl-C or SIGTERM")
+    what = serve.add_mutually_exclusive_group(required=True)
+    what.add_argument("--config", help="TOML settings file: the engine it describes (paper or live)")
+    what.add_argument("--demo", action="store_true", help="a paper engine replaying synthetic sample bars")
+    serve.add_argument("--host", help="address to listen on (default: server.server_host, 127.0.0.1); another"
+                                      " than loopback lets other machines reach the engine and prints a warning")
+    serve.add_argument("--port", type=int, help="port (default: server.server_port, 8765; 0: any free port)")
+    serve.add_argument("--data-dir", default="data", help="demo: folder of its database and server.token (data)")
+    serve.add_argument("--days", type=int, default=250, help="demo: trading days of synthetic bars (250)")
+    serve.add_argument("--stocks", type=int, default=20, help="demo: number of synthetic stocks (20)")
+    serve.add_argument("--seed", type=int, default=7, help="demo: random seed of the synthetic bars (7)")
+    serve.add_argument("--speed", type=float, default=8.0, help="demo: tick rounds replayed per second (8)")
     return parser
 
 
@@ -41,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return run(Path(args.config))
+        if args.command == "serve":
+            return serve(args)
         return demo(Path(args.data_dir), days=args.days, stocks=args.stocks, seed=args.seed, parity=args.parity)
     except MiniQmtError as exc:
         print(f"miniqmt-lab: {exc}", file=sys.stderr)
@@ -81,6 +95,18 @@ def run(config: Path) -> int:
             signal.signal(s, handler)
     print("engine stopped", flush=True)
     return 0
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace) -> int:
+    from miniqmt_lab.service.runner import serve_config, serve_demo
+
+    if args.demo:
+        return serve_demo(Path(args.data_dir), days=args.days, stocks=args.stocks, seed=args.seed, speed=args.speed,
+                          host=args.host, port=args.port)
+    return serve_config(Path(args.config), host=args.host, port=args.port)
 
 
 # -- demo ----------------------------------------------------------------------------------------
