@@ -25,6 +25,10 @@ class ServiceError(errors.MiniQmtError):
         self.tag = tag
 
 
+class InvalidRequest(ServiceError, ValueError):
+    """A call the server found malformed (422): a bad body or value, the field named in the message."""
+
+
 class Unauthorized(errors.MiniQmtError):
     """The request carried no token or a wrong one (``Authorization: Bearer <token>``)."""
 
@@ -81,8 +85,10 @@ def rebuild(status: int, tag: str, message: str) -> errors.MiniQmtError:
     """The typed error a refusal stands for, as the client raises it."""
     cls = _BY_TAG.get(tag)
     if cls is None:
-        return ServiceError(message, status=status, tag=tag)
+        kind = InvalidRequest if status == 422 else ServiceError
+        return kind(message, status=status, tag=tag)
     return cls(message)
 
 
-__all__ = ["ConfirmationRequired", "NothingToSave", "ServiceError", "Unauthorized", "describe", "rebuild", "tag_of"]
+__all__ = ["ConfirmationRequired", "InvalidRequest", "NothingToSave", "ServiceError", "Unauthorized", "describe",
+           "rebuild", "tag_of"]

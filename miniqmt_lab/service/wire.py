@@ -1,8 +1,9 @@
 """The JSON forms of what an engine shows, written by the server and read back by :class:`EngineClient`.
 
 JSON has no NaN: a non-finite float travels as ``null`` and a ``float`` field reads it back as NaN.
-Times travel as ISO text (aware times keep their offset); record times are the database's naive
-Asia/Shanghai text. Only the standard library and the neutral layer are used, so the client stays light.
+Times travel as ISO text (aware times keep their offset and come back as Asia/Shanghai); record times
+are the database's naive Asia/Shanghai text. Only the standard library and the neutral layer are
+used, so the client stays light.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from collections.abc import Mapping
 from enum import Enum
 from functools import cache
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 T = TypeVar("T")
+SHANGHAI = ZoneInfo("Asia/Shanghai")  # every aware time of the product is Shanghai time
 
 
 def to_json(value: Any) -> Any:
@@ -64,7 +67,8 @@ def _read(hint: Any, value: Any) -> Any:
     if hint is float:
         return math.nan if value is None else float(value)
     if hint is dt.datetime:
-        return dt.datetime.fromisoformat(value)
+        moment = dt.datetime.fromisoformat(value)
+        return moment.astimezone(SHANGHAI) if moment.tzinfo is not None else moment
     if hint is dt.date:
         return dt.date.fromisoformat(value)
     if origin is tuple:
