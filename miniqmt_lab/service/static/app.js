@@ -169,7 +169,7 @@ function drawStatus(snap) {
     cell(t.name, "l"), cell(t.state, "l"), cell(t.alive ? "✓" : "✖", t.alive ? "ok" : "bad"),
     cell(t.last_heartbeat ? `${Math.max(0, now - t.last_heartbeat).toFixed(1)} s ago` : "–"),
     cell(String(t.restarts), t.restarts ? "bad" : ""),
-  ]), "no threads (engine stopped)");
+  ]), "no threads yet (engine not started)");
 }
 
 function drawRecords() {
