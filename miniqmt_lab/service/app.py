@@ -262,8 +262,11 @@ def create_app(engine: Engine, *, token: str, audit: AuditLog, epoch: str | None
     def ping() -> dict[str, str]:
         return {"status": "pong"}
 
+    # the version is read on the event loop (no hop through the thread pool, which under a busy engine
+    # costs a wait for the GIL); a snapshot (milliseconds with many positions) is made in the pool, so
+    # making one never holds up the other requests
     @api.get("/version", response_model=VersionReply)
-    def version() -> dict[str, Any]:
+    async def version() -> dict[str, Any]:
         return {"version": engine.version, "running": engine.running, "mode": engine.mode, "epoch": service.epoch}
 
     @api.get("/status")
