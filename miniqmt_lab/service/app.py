@@ -262,21 +262,20 @@ def create_app(engine: Engine, *, token: str, audit: AuditLog, epoch: str | None
     def ping() -> dict[str, str]:
         return {"status": "pong"}
 
-    # the version is read on the event loop (no hop through the thread pool, which under a busy engine
-    # costs a wait for the GIL); a snapshot (milliseconds with many positions) is made in the pool, so
-    # making one never holds up the other requests
+    # reads of what the engine holds in memory run on the event loop: a hop through the thread pool costs
+    # a wait for the GIL at each hand-over under a busy engine (bench/server.py: twice the latency)
     @api.get("/version", response_model=VersionReply)
     async def version() -> dict[str, Any]:
         return {"version": engine.version, "running": engine.running, "mode": engine.mode, "epoch": service.epoch}
 
     @api.get("/status")
-    def status() -> Response:
+    async def status() -> Response:
         """The engine's snapshot: version, time, mode, auto_trading, running, cash, total_asset, positions,
         threads, broker (masked account), last_error, trading_state, state_reason, database."""
         return Response(service.status()[1], media_type="application/json")
 
     @api.get("/positions")
-    def positions() -> dict[str, Any]:
+    async def positions() -> dict[str, Any]:
         data = service.status()[0]
         return {"version": data["version"], "positions": data["positions"]}
 
