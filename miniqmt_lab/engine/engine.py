@@ -111,13 +111,16 @@ class Engine:
         self.clock = _pick_clock(self.feed, clock)
         self.broker: Broker = broker if broker is not None else SimBroker(self.settings, clock=self.clock)
         self.mode = check_mode(self.settings, self.broker)
-        self.database_path = (Path(database) if database is not None else self.settings.database_path).absolute()
+        # symlinks resolved: SQLite keys its write-ahead log on the name, so every engine uses the real one
+        self.database_path = (Path(database) if database is not None else self.settings.database_path).resolve()
         self.journal_path: Path | None = None
         self._version = 0
         self._version_lock = threading.Lock()
         self._lifecycle = threading.Lock()
         self._phase = "new"  # new -> running -> stopped -> (start) running -> stopped ...
+        self._history_day: dt.date | None = None
         self._lock = DatabaseLock(self.database_path)
+        self._lock.check_name()
         self._entries = make_entries(entries, self.feed, self.settings.data_path, e.entry, self._watch_codes)
         self._open_run(auto_trading=e.auto_trading)
 
@@ -255,9 +258,13 @@ class Engine:
                 if was_running:
                     self._stop_threads(deadline)
                 try:
+                    self.trader.broker_events.store_kept_fills()
                     self.trader.flush()
                 except Exception as exc:
                     log.error("saving the book at stop failed (%s); fills and signals were saved as they came", exc)
+                if ctx.fills:
+                    log.critical("%d fill(s) are not in the database: they wait in %s (or %s) for the next start",
+                                 len(ctx.fills), ctx.fills.path, ctx.fills.fallback)
                 closers = (("feed.close", self._feed_calls, self.feed.close),
                            ("broker.close", self._calls, self.broker.close))
                 for what, runner, call in closers:
@@ -364,9 +371,23 @@ class Engine:
         codes = self._watch_codes()
         if codes:
             self._feed_calls.call("feed.watch", self.feed.watch, codes)
+            self._refresh_history(codes)
         if ctx.entries is not None:
             ctx.entries.refresh()
         return self.settings.engine.data_update_interval
+
+    def _refresh_history(self, codes: list[str]) -> None:
+        """Once a day, a live feed brings the daily bars the entries are computed from up to yesterday
+        (``feed.refresh_history(codes, bar_store)``; a replay has its bars already)."""
+        refresh = getattr(self.feed, "refresh_history", None)
+        day = self._clock_time()
+        if not callable(refresh) or day is None or self._history_day == day.date():
+            return
+        store = self.settings.data_path / "bars.duckdb"
+        self._feed_calls.call("feed.refresh_history", refresh, codes, store,
+                              timeout=10 * self.settings.engine.connect_timeout)
+        self._history_day = day.date()
+        log.info("daily bars of %d stock(s) refreshed in %s", len(codes), store)
 
     def _sync_step(self) -> float:
         ctx = self.trader.ctx
