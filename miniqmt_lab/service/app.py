@@ -357,10 +357,10 @@ def create_app(engine: Engine, *, token: str, audit: AuditLog, epoch: str | None
         return service.rules_reply()
 
     @api.put("/config/rules", response_model=RulesReply)
-    def put_rules(body: RulesChange) -> dict[str, Any]:  # type: ignore[valid-type]
+    def put_rules(body: RulesChange) -> dict[str, Any]:  # type: ignore[valid-type]  # made by create_model
         """Validated, saved into the config file with its comments kept, in force from the next start."""
         service.confirm_live(body, "changing the rules")
-        service.change_rules(body.model_dump(exclude={"confirm"}, exclude_none=True))
+        service.change_rules(body.model_dump(exclude={"confirm"}, exclude_none=True))  # type: ignore[attr-defined]
         return service.rules_reply()
 
     @app.get("/", include_in_schema=False)

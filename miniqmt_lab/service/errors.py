@@ -51,7 +51,7 @@ _ORDER_REJECTIONS: tuple[type[errors.OrderRejected], ...] = (
     errors.OutsideTradingTime, errors.InsufficientCash, errors.InsufficientPosition, TradingHalted, RateLimited,
     OrderTooLarge,
 )
-_STATUS: dict[type[BaseException], int] = {
+_STATUS: dict[type[errors.MiniQmtError], int] = {
     Unauthorized: 401,
     ConfirmationRequired: 428,
     errors.ConfigError: 422,

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE = 2.0  # seconds open requests get to finish once the server stops taking new ones
+SHUTDOWN_GRACE = 2  # seconds open requests get to finish once the server stops taking new ones
 
 
 class ServerError(MiniQmtError, RuntimeError):

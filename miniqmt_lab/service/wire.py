@@ -65,8 +65,9 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def from_json(cls: type[T], data: Mapping[str, Any]) -> T:
     """A dataclass of the neutral layer rebuilt from :func:`to_json`'s output; unknown keys are ignored."""
-    hints = _hints(cls)
-    values = {f.name: _read(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name in data}
+    kind: Any = cls
+    hints = _hints(kind)
+    values = {f.name: _read(hints[f.name], data[f.name]) for f in dataclasses.fields(kind) if f.name in data}
     return cls(**values)
 
 
@@ -87,7 +88,7 @@ def _read(hint: Any, value: Any) -> Any:
     if origin is tuple:
         item = typing.get_args(hint)[0]
         return tuple(_read(item, v) for v in value)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_json(hint, value)
     return value
 
