@@ -17,10 +17,10 @@ from engine_support import GatedFeed, close_bars, fast_settings
 from miniqmt_lab import config
 from miniqmt_lab.engine import Engine, ReplayFeed
 from miniqmt_lab.factory import build_engine
-from miniqmt_lab.qmt import FakeQmt
 from miniqmt_lab.service.app import create_app
 from miniqmt_lab.service.audit import AUDIT_FILE, AuditLog
 from miniqmt_lab.service.server import WebServer
+from miniqmt_lab.xtquant_double import FakeQmt
 
 CODE = "600000.SH"
 OTHER = "000001.SZ"
