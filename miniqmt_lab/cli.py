@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import logging
-import signal
 import sys
 import threading
 import time
@@ -20,6 +19,7 @@ from typing import TextIO
 import pandas as pd
 
 from miniqmt_lab.errors import MiniQmtError
+from miniqmt_lab.process import stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def stop_signals() -> tuple[signal.Signals, ...]:
-    """The signals that stop a headless process: Ctrl-C, SIGTERM, and Ctrl-Break on Windows."""
-    names = ("SIGINT", "SIGTERM", "SIGBREAK")
-    return tuple(getattr(signal, name) for name in names if hasattr(signal, name))
-
-
 # -- run -----------------------------------------------------------------------------------------
 
 
@@ -106,25 +100,18 @@ def run(config: Path) -> int:
     # paper settings: the paper broker on live QMT quotes; live settings: the QMT broker
     engine = build_engine(settings)
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        log.warning("signal %s: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in stop_signals()}
-    try:
-        engine.start()
-        print(
-            f"engine running ({engine.mode}, auto trading {'on' if settings.engine.auto_trading else 'off'});"
-            f" database {engine.database_path}; log {log_file}. Ctrl-C stops it.",
-            flush=True,
-        )
-        while not stop.wait(1.0):
-            pass
-    finally:
-        engine.stop()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    with stop_signals(stop):
+        try:
+            engine.start()
+            print(
+                f"engine running ({engine.mode}, auto trading {'on' if settings.engine.auto_trading else 'off'});"
+                f" database {engine.database_path}; log {log_file}. Ctrl-C stops it.",
+                flush=True,
+            )
+            while not stop.wait(1.0):
+                pass
+        finally:
+            engine.stop()
     print("engine stopped", flush=True)
     return 0
 
@@ -149,7 +136,7 @@ def demo(data_dir: Path, *, days: int, stocks: int, seed: int = 7, parity: bool 
     from miniqmt_lab.bars import SYNTHETIC_NOTICE, sample_bars
     from miniqmt_lab.config import Settings
     from miniqmt_lab.engine import ReplayFeed
-    from miniqmt_lab.engine.lock import DatabaseLock
+    from miniqmt_lab.engine.lock import wipe_database
     from miniqmt_lab.factory import build_engine
 
     def say(text: str = "") -> None:
@@ -158,14 +145,8 @@ def demo(data_dir: Path, *, days: int, stocks: int, seed: int = 7, parity: bool 
     if days < 30 or stocks < 1:
         raise SystemExit("miniqmt-lab demo: --days must be >= 30 (MACD needs a history) and --stocks >= 1")
     settings = Settings().with_values(data_dir=str(data_dir), auto_trading=True)
-    database = (data_dir / "demo-paper.sqlite").absolute()
-    lock = DatabaseLock(database)
-    lock.acquire()  # a demo running on this folder keeps its records: DatabaseInUse, nothing deleted
-    try:
-        for suffix in ("", "-wal", "-shm", ".unsaved-fills.jsonl"):  # a clean paper account every time
-            Path(f"{database}{suffix}").unlink(missing_ok=True)
-    finally:
-        lock.release()
+    # a clean paper account every time; a demo running on this folder keeps its records (DatabaseInUse)
+    database = wipe_database((data_dir / "demo-paper.sqlite").absolute())
 
     bars = sample_bars(stocks, days, seed=seed)
     say(SYNTHETIC_NOTICE)

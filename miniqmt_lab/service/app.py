@@ -119,9 +119,7 @@ class EngineService:
     def start(self) -> None:
         with self._control:
             if self.pending_rules is not None and not self.engine.running:
-                # an engine builds a run from its settings at start: close the idle run, then start anew
-                self.engine.stop()
-                self.engine.settings = dataclasses.replace(self.engine.settings, rules=self.pending_rules)
+                self.engine.replace_rules(self.pending_rules)
                 self.pending_rules = None
                 log.warning("rules changed from the web page are in force from this start")
             self.engine.start()

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from miniqmt_lab.service.server import Served, stop_signals
+from miniqmt_lab.engine.lock import wipe_database
+from miniqmt_lab.process import stop_signals
+from miniqmt_lab.service.server import Served
 
 DEMO_DATABASE = "serve-demo-paper.sqlite"
 
@@ -49,7 +51,7 @@ def serve_demo(data_dir: str | Path, *, days: int = 250, stocks: int = 20, seed:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     folder = Path(data_dir).absolute()
     settings = Settings().with_values(data_dir=str(folder), auto_trading=True)
-    database = fresh_database(folder / DEMO_DATABASE)
+    database = wipe_database(folder / DEMO_DATABASE)
     bars = sample_bars(stocks, days, seed=seed)
     engine = build_engine(settings, replay=bars, pace=1.0 / speed, entries="macd", database=database)
     served = Served(engine, folder, host or settings.server.server_host,
@@ -61,24 +63,10 @@ def serve_demo(data_dir: str | Path, *, days: int = 250, stocks: int = 20, seed:
     return 0
 
 
-def fresh_database(database: Path) -> Path:
-    """A clean paper account for a demo: the database removed unless an engine runs on it (DatabaseInUse)."""
-    from miniqmt_lab.engine.lock import DatabaseLock
-
-    lock = DatabaseLock(database)
-    lock.acquire()
-    try:
-        for suffix in ("", "-wal", "-shm", ".unsaved-fills.jsonl"):
-            Path(f"{database}{suffix}").unlink(missing_ok=True)
-    finally:
-        lock.release()
-    return database
-
-
 def _run(served: Served, stop: threading.Event | None, on_ready: Callable[[str], None] | None) -> None:
     stop = stop if stop is not None else threading.Event()
     with stop_signals(stop):
         served.run_until(stop, on_ready)
 
 
-__all__ = ["DEMO_DATABASE", "fresh_database", "serve_config", "serve_demo"]
+__all__ = ["DEMO_DATABASE", "serve_config", "serve_demo"]

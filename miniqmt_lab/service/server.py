@@ -9,13 +9,11 @@ the web server stops taking requests, then the alerts, then the engine (watchdog
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -99,27 +97,6 @@ class WebServer:
         self._sock.close()
 
 
-@contextmanager
-def stop_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT, SIGTERM and, on Windows, SIGBREAK (Ctrl-Break) set ``stop``; the old handlers come back after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    names = ("SIGINT", "SIGTERM", "SIGBREAK")
-    wanted = [getattr(signal, name) for name in names if hasattr(signal, name)]
-
-    def on_signal(signum: int, frame: object) -> None:
-        log.warning("signal %s: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in wanted}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
 @dataclass
 class Served:
     """An engine with its web server (and alerts): ``open`` starts them, ``close`` stops them in order."""
@@ -189,4 +166,4 @@ class Served:
             self.say("stopped")
 
 
-__all__ = ["Served", "ServerError", "WebServer", "bind", "stop_signals"]
+__all__ = ["Served", "ServerError", "WebServer", "bind"]
