@@ -57,6 +57,9 @@ STATIC = Path(__file__).resolve().parent / "static"
 PUBLIC_PATHS = frozenset({"/", "/api/ping", "/favicon.ico"})
 DOCS_PATHS = frozenset({"/docs", "/openapi.json"})
 SNAPSHOT_MAX_AGE = 0.25  # seconds a status reply is reused while the version stands still (heartbeats age)
+SNAPSHOT_MIN_AGE = 0.1  # seconds a status reply is reused even when the version moved: a busy engine moves it
+# on every tick, and rebuilding per request would queue twenty pollers behind one another (a control call
+# drops the reply at once, so its caller never reads a state from before it)
 EVENT_TICK = 0.1  # seconds between two looks at the version in an event stream
 KEEP_ALIVE = 15.0  # seconds of quiet before an event stream sends a comment line
 Since = Annotated[int, Query(ge=0, description="the cursor of the last reply (next or last); 0: from the start")]
@@ -88,12 +91,15 @@ class EngineService:
     # -- what is shown --------------------------------------------------------------------------------
 
     def status(self) -> tuple[dict[str, Any], bytes]:
-        """The snapshot as JSON data and bytes; computed at most once per version and SNAPSHOT_MAX_AGE."""
+        """The snapshot as JSON data and bytes: rebuilt at most every SNAPSHOT_MIN_AGE while the version
+        moves, and every SNAPSHOT_MAX_AGE while it stands still."""
         with self._cache_lock:
             now = time.monotonic()
             cached = self._cached
-            if cached is not None and cached[0] == self.engine.version and now - cached[1] < SNAPSHOT_MAX_AGE:
-                return cached[2], cached[3]
+            if cached is not None:
+                age = now - cached[1]
+                if age < SNAPSHOT_MIN_AGE or (cached[0] == self.engine.version and age < SNAPSHOT_MAX_AGE):
+                    return cached[2], cached[3]
             snap = self.engine.snapshot()
             data = to_json(snap)
             data["epoch"] = self.epoch
@@ -103,6 +109,9 @@ class EngineService:
             return data, body
 
     def done(self, **extra: Any) -> dict[str, Any]:
+        """The reply of a control call; the next status is read afresh."""
+        with self._cache_lock:
+            self._cached = None
         return {"ok": True, "version": self.engine.version, "running": self.engine.running, **extra}
 
     def records(self, read: Any, since: int, limit: int) -> dict[str, Any]:
