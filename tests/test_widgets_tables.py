@@ -57,7 +57,7 @@ def test_tables_follow_engine_and_colour_gains_red(panel: EngineControlPanel, pa
     wait_until(lambda: all("600000.SH" in view.html.value for view in (panel.positions, panel.trades, panel.signals)),
                panel.watch)
     html = panel.positions.html.value
-    for text in ("浦发银行", "+8.00%", f"color: {GAIN}", "✓", "10.56", "9.30", "9.25", "10,800.00"):
+    for text in ("浦发银行", "+8.00%", f"color: {GAIN}", "✓", "10.56", "9.30", "9.25", "10,800"):
         assert text in html, text
     assert 'class="mq-stale"' not in html  # a price seen 3 s ago carries no time
     trades = panel.trades.html.value
@@ -241,8 +241,9 @@ def test_selling_more_than_held_shows_what_is_held(panel: EngineControlPanel, pa
 def test_order_form_fields_line_up(panel: EngineControlPanel) -> None:
     """Every field's label has the same width, the side's as well (it sat above its buttons)."""
     form = panel.order_form
-    widths = {f.style.description_width for f in (form.code, form.side, form.volume, form.amount, form.price)}
-    assert len(widths) == 1
+    widths = {f.style.description_width for f in (form.code, form.volume, form.amount, form.price)}
+    assert widths == {form.side_label.layout.width}
+    assert not form.side.description and "side" in form.side_label.value
 
 
 def test_live_manual_order_is_sent_only_after_yes(live: tuple[EngineControlPanel, FakeEngine]) -> None:

@@ -39,9 +39,9 @@ for buys and profit-taking, green for the loss-taking stop loss."""
 TABLE_CSS = """<style>
 .mq-table {border-collapse: collapse; font-size: 12px; line-height: 1.35;
   font-family: var(--jp-code-font-family, monospace);}
-.mq-table th {background: #f0f0f0; padding: 3px 6px; text-align: right; border-bottom: 1px solid #ccc;
+.mq-table th {background: #f0f0f0; padding: 3px 5px; text-align: right; border-bottom: 1px solid #ccc;
   position: sticky; top: 0; z-index: 1; vertical-align: bottom;}
-.mq-table td {padding: 2px 6px; text-align: right; border-bottom: 1px solid #eee; white-space: nowrap;}
+.mq-table td {padding: 2px 5px; text-align: right; border-bottom: 1px solid #eee; white-space: nowrap;}
 .mq-table th.mq-left, .mq-table td.mq-left {text-align: left;}
 .mq-table td.mq-wrap {white-space: normal; min-width: 12em; max-width: 32em;}
 .mq-scroll {overflow-y: auto; overflow-x: auto; border-bottom: 1px solid #eee;}

@@ -35,6 +35,7 @@ from miniqmt_lab.widgets._html import (
     message_html,
     plural,
     render_table,
+    side_colour,
 )
 from miniqmt_lab.widgets._runner import CommandRunner
 from miniqmt_lab.widgets.params import RuleParamsForm, rule_values, validated_rules
@@ -46,7 +47,7 @@ RERUN_BUY, RERUN_SELL = SIGNAL_TRACE + 1, SIGNAL_TRACE + 2
 
 COMPARE_COLUMNS = (
     Column("time", "time", fmt_time, left=True),
-    Column("side", "side", left=True),
+    Column("side", "side", str, side_colour, left=True),
     Column("rule", "rule", left=True),
     Column("price_recorded", "price", fmt_number),
     Column("volume_recorded", "volume", fmt_int),
@@ -391,7 +392,7 @@ class SignalReplayPanel(w.VBox):
         table = compare_trades(self.state.trades, self.state.rerun_trades)
         rerun = self.state.rerun_trades
         rows = render_table(
-            table, COMPARE_COLUMNS, empty="no trades of this stock", css_class="mq-compare-table",
+            table, COMPARE_COLUMNS, empty="no trades of this stock", css_class="mq-compare-table", height=360,
             row_style=None if rerun is None else (lambda r: "" if _same(r) else "background: #fff4d6"),
         )
         if rerun is None:

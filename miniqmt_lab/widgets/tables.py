@@ -38,6 +38,7 @@ from miniqmt_lab.widgets._poll import EngineWatch
 from miniqmt_lab.widgets._runner import CommandRunner
 from miniqmt_lab.widgets._table import PagedTable
 
+LABEL_WIDTH = "70px"  # of the order form's field labels
 TABLE_HEIGHT = 320  # pixels: the trades and signals tabs keep this height whatever their length
 
 STALE_AFTER = dt.timedelta(seconds=60)
@@ -52,8 +53,8 @@ def price_cell(now: dt.datetime | None) -> Callable[[pd.Series], str]:
         price = fmt_number(row.get("price"))
         seen = row.get("price_time")
         if is_missing(seen):
-            return (f'<span class="mq-stale" title="no price seen yet: valued at cost">{html.escape(price)} '
-                    f"<small>(cost)</small></span>")
+            return (f'<span class="mq-stale" title="no price seen yet: valued at cost">{html.escape(price)}'
+                    f'<small style="display: block">(cost)</small></span>')
         stamp = pd.Timestamp(seen)
         current = None if now is None else pd.Timestamp(now)
         if current is not None and stamp.tzinfo is not None and current.tzinfo is None:
@@ -64,8 +65,9 @@ def price_cell(now: dt.datetime | None) -> Callable[[pd.Series], str]:
             return html.escape(price)
         same_day = current is not None and current.date() == stamp.date()
         when = stamp.strftime("%H:%M:%S" if same_day else "%m-%d %H:%M")
-        return (f'<span class="mq-stale" title="last price seen {fmt_time(stamp)}">{html.escape(price)} '
-                f"<small>@{html.escape(when)}</small></span>")
+        # the time goes under the price, so a marked row is taller, not wider
+        return (f'<span class="mq-stale" title="last price seen {fmt_time(stamp)}">{html.escape(price)}'
+                f'<small style="display: block">@{html.escape(when)}</small></span>')
 
     return cell
 
@@ -78,7 +80,7 @@ def position_columns(now: dt.datetime | None = None) -> tuple[Column, ...]:
         Column("available", "avail.", fmt_int),
         Column("cost", "cost", lambda v: fmt_number(v, 3)),
         Column("price", "price", cell=price_cell(now)),
-        Column("market_value", "market value", fmt_number),
+        Column("market_value", "market value", lambda v: fmt_number(v, 0)),
         Column("profit_ratio", "profit", fmt_ratio, gain_colour),
         Column("tp_done", "TP done", fmt_bool),
         Column("high", "high", fmt_number),
@@ -212,10 +214,12 @@ class OrderForm(w.VBox):
         self.engine = engine
         self.runner = runner
         self.watch = watch
-        label = {"description_width": "70px"}  # one label width: the fields line up in columns
+        label = {"description_width": LABEL_WIDTH}  # one label width: the fields line up in columns
         field = w.Layout(width="240px")
-        self.side = w.ToggleButtons(options=["BUY", "SELL"], value="BUY", description="side",
-                                    style={**label, "button_width": "80px"})
+        # ToggleButtons puts its description above the buttons: the side gets a label like the others'
+        self.side_label = w.HTML('<div style="text-align: right">side</div>',
+                                 layout=w.Layout(width=LABEL_WIDTH, margin="0 4px 0 2px"))
+        self.side = w.ToggleButtons(options=["BUY", "SELL"], value="BUY", style={"button_width": "80px"})
         self.code = w.Text(description="code", placeholder="600000.SH", style=label, layout=field)
         self.volume = w.IntText(value=0, description="volume", style=label, layout=field)
         self.amount = w.FloatText(value=0.0, description="amount ¥", style=label, layout=field)
@@ -233,7 +237,7 @@ class OrderForm(w.VBox):
             field.observe(self._edited, names="value")
         super().__init__(
             [
-                self.side,
+                w.HBox([self.side_label, self.side], layout=w.Layout(align_items="center")),
                 w.HBox([self.code, self.volume], layout=w.Layout(flex_flow="row wrap")),
                 w.HBox([self.amount, self.price], layout=w.Layout(flex_flow="row wrap")),
                 self.submit,

@@ -110,6 +110,8 @@ class BacktestTuningPanel(w.VBox):
             name="drawdown", row=2, col=1, fill="tozeroy", line={"color": LOSS}
         )
         # no fixed width: the chart takes the width of the output area and follows it when it changes
+        self.equity_figure.update_yaxes(tickformat=",.0f", row=1, col=1)
+        self.equity_figure.update_yaxes(tickformat=".1%", row=2, col=1)  # drawdown: -0.5%, -1.0%, -1.5%
         self.equity_figure.update_layout(autosize=True, height=420, margin={"l": 50, "r": 20, "t": 30, "b": 30},
                                          showlegend=False)
         self.stats = w.HTML("")
