@@ -129,7 +129,7 @@ def test_a_reopened_database_shows_its_last_prices_with_their_time(tmp_path) -> 
     second = build_engine(settings, replay=bars[bars["date"] > days[49]])
     panel = EngineControlPanel(FaceOnly(second), poll_interval=0.05)
     try:
-        wait_until(lambda: panel.watch.snapshot is not None and panel.watch.positions is not None, panel.watch)
+        wait_until(lambda: "<tbody>" in panel.positions.html.value, panel.watch)  # the restored book is drawn
         positions = panel.watch.positions
         assert not positions.empty
         html = panel.positions.html.value
