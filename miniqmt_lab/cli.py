@@ -1,4 +1,5 @@
-"""Command line: ``miniqmt-lab run --config PATH`` (headless engine) and ``miniqmt-lab demo``.
+"""Command line: ``miniqmt-lab run --config PATH`` (headless engine) and ``miniqmt-lab demo``; also
+``python -m miniqmt_lab``.
 
 ``demo`` runs the paper engine on a replay of the bundled synthetic bars at full speed, with auto
 trading on and MACD entries, and prints what it did. Nothing in it touches a real account.
@@ -7,6 +8,7 @@ trading on and MACD entries, and prints what it did. Nothing in it touches a rea
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import signal
 import sys
@@ -22,22 +24,42 @@ from miniqmt_lab.errors import MiniQmtError
 log = logging.getLogger(__name__)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _version() -> str:
+    try:
+        return importlib.metadata.version("miniqmt-lab")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(prog="miniqmt-lab", description="A-share trading on miniQMT, Jupyter-centric.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the engine headless from a config file until Ctrl-C or SIGTERM")
+    parser.add_argument("--version", action="version", version=f"miniqmt-lab {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser(
+        "run", help="run the engine headless from a config file until Ctrl-C, Ctrl-Break or SIGTERM",
+        description="Run the engine headless from a config file: paper settings trade on the paper broker at"
+                    " live QMT prices, live settings on the QMT broker. Ctrl-C, Ctrl-Break (Windows) or SIGTERM"
+                    " stop it cleanly.",
+    )
     run.add_argument("--config", required=True, help="TOML settings file (see docs/live.example.toml)")
-    demo = sub.add_parser("demo", help="paper engine on synthetic sample bars at full speed, then a summary")
+    demo = sub.add_parser(
+        "demo", help="paper engine on synthetic sample bars at full speed, then a summary",
+        description="Replay synthetic A-share-like bars through the real engine threads on the paper broker at"
+                    " full speed and print the signals, trades and equity. Touches no account.",
+    )
     demo.add_argument("--data-dir", default="data", help="folder for demo-paper.sqlite and the journal (data)")
     demo.add_argument("--days", type=int, default=250, help="trading days of synthetic bars (250)")
     demo.add_argument("--stocks", type=int, default=20, help="number of synthetic stocks (20)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the synthetic bars (7)")
     demo.add_argument("--parity", action="store_true", help="also run the backtest on the same bars and compare")
-    return parser
+    return parser, {"run": run, "demo": demo}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser, commands = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # a wrong option of a command shows that command's usage, not the top level's
+        commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "run":
             return run(Path(args.config))
@@ -45,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     except MiniQmtError as exc:
         print(f"miniqmt-lab: {exc}", file=sys.stderr)
         return 2
+
+
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """The signals that stop a headless process: Ctrl-C, SIGTERM, and Ctrl-Break on Windows."""
+    names = ("SIGINT", "SIGTERM", "SIGBREAK")
+    return tuple(getattr(signal, name) for name in names if hasattr(signal, name))
 
 
 # -- run -----------------------------------------------------------------------------------------
@@ -65,7 +93,7 @@ def run(config: Path) -> int:
         log.warning("signal %s: stopping", signal.Signals(signum).name)
         stop.set()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, on_signal) for s in stop_signals()}
     try:
         engine.start()
         print(
