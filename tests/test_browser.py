@@ -48,7 +48,7 @@ from pathlib import Path
 
 from miniqmt_lab.config import Settings
 from miniqmt_lab.factory import build_engine
-from miniqmt_lab.qmt import FakeQmt
+from miniqmt_lab.xtquant_double import FakeQmt
 from miniqmt_lab.widgets import EngineControlPanel
 
 work = tempfile.TemporaryDirectory(prefix="miniqmt-browser-live-", ignore_cleanup_errors=True)

@@ -13,9 +13,9 @@ from widgets_support import FaceOnly, wait_until
 
 from miniqmt_lab.bars import sample_bars
 from miniqmt_lab.factory import build_engine
-from miniqmt_lab.qmt import FakeQmt
 from miniqmt_lab.schema import TradingState
 from miniqmt_lab.widgets import EngineControlPanel
+from miniqmt_lab.xtquant_double import FakeQmt
 
 pytestmark = pytest.mark.timeout(90)
 
