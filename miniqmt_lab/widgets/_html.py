@@ -25,16 +25,16 @@ WARN = "#b26a00"
 GAIN_SCALE = [[0.0, "#1a9850"], [0.5, "#ffffbf"], [1.0, "#d73027"]]
 """Low values green, high values red: the heatmap colour scale of the A-share convention."""
 
-RULE_MARKERS = {
-    "entry": (GAIN, "triangle-up"),
-    "grid_buy": ("#ff7f0e", "triangle-up"),
-    "take_profit_initial": ("#c51b7d", "triangle-down"),
-    "take_profit_dynamic": ("#8c1a11", "triangle-down"),
-    "stop_loss": (LOSS, "triangle-down"),
-    "manual": ("#7f7f7f", "circle"),
+RULE_COLOURS = {
+    "entry": GAIN,
+    "grid_buy": "#ff7f0e",
+    "take_profit_initial": "#c51b7d",
+    "take_profit_dynamic": "#8c1a11",
+    "stop_loss": LOSS,
+    "manual": "#7f7f7f",
 }
-"""Colour and symbol of each rule's trades in the panels' charts: buys point up, sells down; warm colours
-for buys and profit-taking, green for the loss-taking stop loss."""
+"""Colour of each rule's trades in the panels' charts (a buy's marker points up, a sell's down): warm for
+buys and profit-taking, green for the loss-taking stop loss."""
 
 TABLE_CSS = """<style>
 .mq-table {border-collapse: collapse; font-size: 12px; line-height: 1.35;

@@ -25,7 +25,7 @@ from miniqmt_lab.schema import RULE_NAMES
 from miniqmt_lab.widgets._html import (
     GAIN,
     LOSS,
-    RULE_MARKERS,
+    RULE_COLOURS,
     TABLE_CSS,
     Column,
     fmt_int,
@@ -214,8 +214,7 @@ class SignalReplayPanel(w.VBox):
         fig = go.FigureWidget()
         fig.add_candlestick(name="price", increasing_line_color=GAIN, decreasing_line_color=LOSS)
         for rule in RULES:
-            colour, symbol = RULE_MARKERS[rule]
-            fig.add_scatter(mode="markers", name=rule, marker={"color": colour, "symbol": symbol, "size": 12,
+            fig.add_scatter(mode="markers", name=rule, marker={"color": RULE_COLOURS[rule], "size": 12,
                                                                "line": {"width": 1, "color": "#000"}})
         fig.add_scatter(mode="markers", name="signal, not executed",
                         marker={"symbol": "x", "color": "#888", "size": 9})

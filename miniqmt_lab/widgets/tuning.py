@@ -58,6 +58,14 @@ def _format_stat(value: Any) -> str:
     return str(value)
 
 
+COUNTING_NOTE = (
+    '<div class="mq-counting-note" style="font-size: 12px; color: #666; max-width: 36em; line-height: 1.4">'
+    "Why the counts differ: <i>trades</i> and <i>win_rate</i> on the left count closed holdings (first buy to "
+    "the last share sold) and the share of them that made money after all fees; vectorbt counts every sell "
+    "that closes part of a holding as a trade of its own, and a holding still open as one more.</div>"
+)
+"""Shown under vectorbt's statistics: the two trade counts answer different questions."""
+
 RETURN_KEYS = ("total_return", "Total Return [%]", "Benchmark Return [%]")  # ours, and vectorbt's stats
 
 
@@ -283,7 +291,7 @@ class BacktestTuningPanel(w.VBox):
 
         def job() -> Any:
             stats = result.stats()
-            self.full_stats.value = stats_html(stats, css_class="mq-vbt-stats-table")
+            self.full_stats.value = stats_html(stats, css_class="mq-vbt-stats-table") + COUNTING_NOTE
             return stats
 
         return self.runner.submit("vectorbt stats", job, self._report)
