@@ -1,5 +1,5 @@
-"""Command line: ``miniqmt-lab run --config PATH`` (headless engine) and ``miniqmt-lab demo``; also
-``python -m miniqmt_lab``.
+"""Command line: ``miniqmt-lab run --config PATH`` (headless engine), ``miniqmt-lab serve`` (the engine
+with a web page and an HTTP API) and ``miniqmt-lab demo``; also ``python -m miniqmt_lab``.
 
 ``demo`` runs the paper engine on a replay of the bundled synthetic bars at full speed, with auto
 trading on and MACD entries, and prints what it did. Nothing in it touches a real account.
@@ -52,7 +52,23 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     demo.add_argument("--stocks", type=int, default=20, help="number of synthetic stocks (20)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the synthetic bars (7)")
     demo.add_argument("--parity", action="store_true", help="also run the backtest on the same bars and compare")
-    return parser, {"run": run, "demo": demo}
+    served = sub.add_parser(
+        "serve", help="run the engine with a web page and an HTTP API until Ctrl-C, Ctrl-Break or SIGTERM",
+        description="Run the engine headless with a web page and an HTTP API beside it (loopback only unless"
+                    " --host says otherwise); it prints the page's URL with its token.",
+    )
+    what = served.add_mutually_exclusive_group(required=True)
+    what.add_argument("--config", help="TOML settings file: the engine it describes (paper or live)")
+    what.add_argument("--demo", action="store_true", help="a paper engine replaying synthetic sample bars")
+    served.add_argument("--host", help="address to listen on (default: server.server_host, 127.0.0.1); another"
+                                       " than loopback lets other machines reach the engine and prints a warning")
+    served.add_argument("--port", type=int, help="port (default: server.server_port, 8765; 0: any free port)")
+    served.add_argument("--data-dir", default="data", help="demo: folder of its database and server.token (data)")
+    served.add_argument("--days", type=int, default=250, help="demo: trading days of synthetic bars (250)")
+    served.add_argument("--stocks", type=int, default=20, help="demo: number of synthetic stocks (20)")
+    served.add_argument("--seed", type=int, default=7, help="demo: random seed of the synthetic bars (7)")
+    served.add_argument("--speed", type=float, default=8.0, help="demo: tick rounds replayed per second, at most (8)")
+    return parser, {"run": run, "demo": demo, "serve": served}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return run(Path(args.config))
+        if args.command == "serve":
+            return serve(args)
         return demo(Path(args.data_dir), days=args.days, stocks=args.stocks, seed=args.seed, parity=args.parity)
     except MiniQmtError as exc:
         print(f"miniqmt-lab: {exc}", file=sys.stderr)
@@ -109,6 +127,18 @@ def run(config: Path) -> int:
             signal.signal(s, handler)
     print("engine stopped", flush=True)
     return 0
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace) -> int:
+    from miniqmt_lab.service.runner import serve_config, serve_demo
+
+    if args.demo:
+        return serve_demo(Path(args.data_dir), days=args.days, stocks=args.stocks, seed=args.seed, speed=args.speed,
+                          host=args.host, port=args.port)
+    return serve_config(Path(args.config), host=args.host, port=args.port)
 
 
 # -- demo ----------------------------------------------------------------------------------------
