@@ -183,9 +183,12 @@ def live_control() -> list:
             "```python\n"
             "from miniqmt_lab.service import EngineClient\n"
             "from miniqmt_lab.widgets import EngineControlPanel\n\n"
-            'client = EngineClient("http://127.0.0.1:8765", "<the token>")\n'
+            'client = EngineClient.from_url("http://127.0.0.1:8765/?token=...")  # the URL the server printed\n'
             "EngineControlPanel(client)\n"
             "```\n\n"
+            "On a LIVE served engine the server takes a call that lets orders out only when it says "
+            '`"confirm": true`: build the client with `EngineClient(url, token, confirm_live=True)` and the '
+            "panel's own second click is that confirmation.\n\n"
             "*This is text, not a cell that runs: it needs a server running, and the tests run this notebook "
             "without one.* The panel works the same on both, as it uses only what an engine and a client share "
             "(`miniqmt_lab.protocols.EngineFace`)."
