@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from miniqmt_lab.backtest.core import SUMMARY_METRICS, BacktestResult, run_backtest, summary_metrics
+from miniqmt_lab.backtest.analytics import summary_metrics
+from miniqmt_lab.backtest.core import SUMMARY_METRICS, BacktestResult, run_backtest
 from miniqmt_lab.backtest.nb import SimOutput, simulate_nb
 from miniqmt_lab.backtest.prepare import (
     BARS_PER_YEAR,
