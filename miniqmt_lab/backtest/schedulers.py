@@ -33,7 +33,6 @@ from miniqmt_lab.rules.params import table_rows
 if TYPE_CHECKING:
     from distributed import Client
 
-Scheduler = str | None  # or a distributed.Client
 LOCAL_SCHEDULERS = ("threads", "processes", "dask")
 DASK_INSTALL = "pip install 'miniqmt-lab[dask]' (or: pip install 'dask[distributed]')"
 CONNECT_TIMEOUT_S = 10.0
@@ -53,7 +52,7 @@ def run_chunk(inputs: Mapping[str, Any], table: RuleTable) -> SimOutput:
 def run_chunks(
     inputs: dict[str, Any],
     table: RuleTable,
-    scheduler: Scheduler | Client,
+    scheduler: str | Client | None,
     n_jobs: int | None = None,
     chunk_size: int | None = None,
 ) -> Iterator[tuple[range, SimOutput]]:
@@ -91,10 +90,13 @@ def check_scheduler(scheduler: object) -> None:
             raise ValueError(f"scheduler must be None, 'threads', 'processes', 'dask', a Dask scheduler address "
                              f"such as 'tcp://host:8786' or a distributed.Client, got {scheduler!r}")
         return
-    from distributed import Client
-
+    refusal = f"scheduler must be a str, None or a distributed.Client, got {type(scheduler).__name__}"
+    try:
+        from distributed import Client
+    except ImportError as exc:  # then it cannot be a Client either
+        raise TypeError(refusal) from exc
     if not isinstance(scheduler, Client):
-        raise TypeError(f"scheduler must be a str, None or a distributed.Client, got {type(scheduler).__name__}")
+        raise TypeError(refusal)
 
 
 def local_jobs(n_jobs: int | None) -> int:
@@ -147,7 +149,7 @@ def _from_executor(futures: dict[Future[SimOutput], range], where: str) -> Itera
 
 
 @contextlib.contextmanager
-def dask_client(scheduler: Scheduler | Client, n_jobs: int | None) -> Iterator[tuple[Client, str]]:
+def dask_client(scheduler: str | Client | None, n_jobs: int | None) -> Iterator[tuple[Client, str]]:
     """(client, description) for ``scheduler``; what is started here is closed here, a given Client is not."""
     try:
         from distributed import Client, LocalCluster
