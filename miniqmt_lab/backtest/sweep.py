@@ -60,9 +60,10 @@ def sweep(
 
     Fields not in the grid come from ``base`` (default settings). The bars are prepared once; chunks
     of ``chunk_size`` combinations run where ``scheduler`` says (:mod:`~miniqmt_lab.backtest.schedulers`):
-    ``None``/``"threads"`` (``n_jobs`` threads, default one per CPU), ``"processes"``, ``"dask"`` (a
-    local Dask cluster of ``n_jobs`` worker processes, closed afterwards), a Dask scheduler address
-    ``"tcp://host:8786"`` or a ``distributed.Client``. The table is the same wherever it runs.
+    ``None``/``"threads"`` (``n_jobs`` threads, default one per CPU), ``"processes"`` (``n_jobs`` local
+    processes), ``"dask"`` (a local Dask cluster: one worker process of ``n_jobs`` threads, closed
+    afterwards), a Dask scheduler address ``"tcp://host:8786"`` or a ``distributed.Client``. The
+    table is the same wherever it runs.
     ``progress``: a tqdm bar over combinations when True, or a callable given ``(combinations done,
     combinations in all)`` after each chunk (a widget's progress bar).
     """
