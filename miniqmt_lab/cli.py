@@ -1,4 +1,5 @@
-"""Command line: ``miniqmt-lab run --config PATH`` (headless engine) and ``miniqmt-lab demo``.
+"""Command line: ``miniqmt-lab run --config PATH`` (headless engine) and ``miniqmt-lab demo``; also
+``python -m miniqmt_lab``.
 
 ``demo`` runs the paper engine on a replay of the bundled synthetic bars at full speed, with auto
 trading on and MACD entries, and prints what it did. Nothing in it touches a real account.
@@ -7,6 +8,7 @@ trading on and MACD entries, and prints what it did. Nothing in it touches a rea
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import signal
 import sys
@@ -22,22 +24,42 @@ from miniqmt_lab.errors import MiniQmtError
 log = logging.getLogger(__name__)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _version() -> str:
+    try:
+        return importlib.metadata.version("miniqmt-lab")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(prog="miniqmt-lab", description="A-share trading on miniQMT, Jupyter-centric.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the engine headless from a config file until Ctrl-C or SIGTERM")
+    parser.add_argument("--version", action="version", version=f"miniqmt-lab {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser(
+        "run", help="run the engine headless from a config file until Ctrl-C, Ctrl-Break or SIGTERM",
+        description="Run the engine headless from a config file: paper settings trade on the paper broker at"
+                    " live QMT prices, live settings on the QMT broker. Ctrl-C, Ctrl-Break (Windows) or SIGTERM"
+                    " stop it cleanly.",
+    )
     run.add_argument("--config", required=True, help="TOML settings file (see docs/live.example.toml)")
-    demo = sub.add_parser("demo", help="paper engine on synthetic sample bars at full speed, then a summary")
+    demo = sub.add_parser(
+        "demo", help="paper engine on synthetic sample bars at full speed, then a summary",
+        description="Replay synthetic A-share-like bars through the real engine threads on the paper broker at"
+                    " full speed and print the signals, trades and equity. Touches no account.",
+    )
     demo.add_argument("--data-dir", default="data", help="folder for demo-paper.sqlite and the journal (data)")
     demo.add_argument("--days", type=int, default=250, help="trading days of synthetic bars (250)")
     demo.add_argument("--stocks", type=int, default=20, help="number of synthetic stocks (20)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the synthetic bars (7)")
     demo.add_argument("--parity", action="store_true", help="also run the backtest on the same bars and compare")
-    return parser
+    return parser, {"run": run, "demo": demo}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser, commands = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # a wrong option of a command shows that command's usage, not the top level's
+        commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "run":
             return run(Path(args.config))
@@ -47,27 +69,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """The signals that stop a headless process: Ctrl-C, SIGTERM, and Ctrl-Break on Windows."""
+    names = ("SIGINT", "SIGTERM", "SIGBREAK")
+    return tuple(getattr(signal, name) for name in names if hasattr(signal, name))
+
+
 # -- run -----------------------------------------------------------------------------------------
 
 
 def run(config: Path) -> int:
     from miniqmt_lab import config as cfg
-    from miniqmt_lab.engine import Engine
     from miniqmt_lab.engine.logsetup import setup_logging
-    from miniqmt_lab.qmt import QmtBroker, QmtFeed
+    from miniqmt_lab.factory import build_engine
 
     settings = cfg.load(config)
     log_file = setup_logging(settings)
-    # paper trading runs on live quotes too; only the orders stay on the paper broker (the default)
-    broker = None if settings.engine.simulation else QmtBroker(settings)
-    engine = Engine(settings, broker=broker, feed=QmtFeed(settings))
+    # paper settings: the paper broker on live QMT quotes; live settings: the QMT broker
+    engine = build_engine(settings)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
         log.warning("signal %s: stopping", signal.Signals(signum).name)
         stop.set()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, on_signal) for s in stop_signals()}
     try:
         engine.start()
         print(
@@ -92,7 +118,9 @@ def demo(data_dir: Path, *, days: int, stocks: int, seed: int = 7, parity: bool 
          out: TextIO | None = None) -> int:
     from miniqmt_lab.bars import SYNTHETIC_NOTICE, sample_bars
     from miniqmt_lab.config import Settings
-    from miniqmt_lab.engine import Engine, ReplayFeed
+    from miniqmt_lab.engine import ReplayFeed
+    from miniqmt_lab.engine.lock import DatabaseLock
+    from miniqmt_lab.factory import build_engine
 
     def say(text: str = "") -> None:
         print(text, file=out or sys.stdout, flush=True)
@@ -100,9 +128,14 @@ def demo(data_dir: Path, *, days: int, stocks: int, seed: int = 7, parity: bool 
     if days < 30 or stocks < 1:
         raise SystemExit("miniqmt-lab demo: --days must be >= 30 (MACD needs a history) and --stocks >= 1")
     settings = Settings().with_values(data_dir=str(data_dir), auto_trading=True)
-    database = data_dir / "demo-paper.sqlite"
-    for suffix in ("", "-wal", "-shm"):  # the demo starts from a clean paper account every time
-        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    database = (data_dir / "demo-paper.sqlite").absolute()
+    lock = DatabaseLock(database)
+    lock.acquire()  # a demo running on this folder keeps its records: DatabaseInUse, nothing deleted
+    try:
+        for suffix in ("", "-wal", "-shm", ".unsaved-fills.jsonl"):  # a clean paper account every time
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
+    finally:
+        lock.release()
 
     bars = sample_bars(stocks, days, seed=seed)
     say(SYNTHETIC_NOTICE)
@@ -110,7 +143,7 @@ def demo(data_dir: Path, *, days: int, stocks: int, seed: int = 7, parity: bool 
     say(f"\nReplaying {bars['stock_code'].nunique()} synthetic stocks x {bars['date'].nunique()} trading days "
         f"({first:%Y-%m-%d} .. {last:%Y-%m-%d}), 4 ticks per bar, through the live engine on a paper broker.")
     feed = ReplayFeed.from_bars(bars)
-    engine = Engine(settings, feed=feed, entries="macd", database=database)
+    engine = build_engine(settings, replay=feed, entries="macd", database=database)
     started = time.perf_counter()
     engine.start()
     try:

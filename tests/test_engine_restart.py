@@ -20,7 +20,7 @@ from engine_support import (
 
 from miniqmt_lab.bars import sample_bars
 from miniqmt_lab.engine import Engine, IdleFeed, ReplayFeed, SimBroker
-from miniqmt_lab.engine.store import DatabaseInUse
+from miniqmt_lab.engine.lock import DatabaseInUse
 from miniqmt_lab.qmt import FakeQmt, QmtBroker, QmtFeed
 from miniqmt_lab.schema import OrderRequest
 
@@ -101,8 +101,11 @@ def test_a_reopened_replay_resumes_with_the_round_it_delivered_last():
 def test_a_reopened_idle_feed_waits_again():
     feed = IdleFeed()
     feed.close()
-    started = time.monotonic()
-    assert feed.next_round(5.0) is None and time.monotonic() - started < 0.5
+    answer: list[object] = []
+    waiter = threading.Thread(target=lambda: answer.append(feed.next_round(5.0)))
+    waiter.start()
+    waiter.join(0.9)  # closed: no waiting (an open idle feed waits up to 1 s)
+    assert not waiter.is_alive() and answer == [None]
     feed.open()
     started = time.monotonic()
     assert feed.next_round(0.2) is None and time.monotonic() - started >= 0.15
