@@ -174,8 +174,10 @@ def dask_client(scheduler: str | Client | None, n_jobs: int | None) -> Iterator[
                              "(start one with `dask scheduler`, and workers with `dask worker <address>`)") from exc
         with client:
             yield client, f"the Dask cluster at {scheduler}"
-    else:
+    elif isinstance(scheduler, Client):
         yield scheduler, f"the Dask cluster at {scheduler.scheduler.address}"
+    else:
+        raise TypeError(f"not a Dask scheduler: {scheduler!r}")
 
 
 def _from_dask(
