@@ -107,6 +107,10 @@ def test_per_stock_stats_and_selected_metrics_are_vectorbts(result):
     assert one.name == code
     assert one["Total Fees Paid"] == pytest.approx(mine["commission"].sum())
     assert STATS_POSITION_ROWS[0] not in one.index
+    # settings that change the group's series leave all of it to vectorbt
+    asset_returns = {"year_freq": year_freq(result.bars), "use_asset_returns": True}
+    ours = result.stats(settings=asset_returns).drop(list(STATS_POSITION_ROWS))
+    assert ours.equals(result.portfolio.stats(settings=asset_returns))
     chosen = result.stats(metrics=["total_return", "max_dd"])
     assert list(chosen.index) == ["Total Return [%]", "Max Drawdown [%]"]
     assert chosen["Total Return [%]"] == pytest.approx(100 * result.summary["total_return"], rel=1e-9)
