@@ -84,7 +84,7 @@ def main() -> dict[str, Any]:
     ours = fresh().stats()
     theirs = fresh().portfolio.stats(settings=settings)
     return {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg(),
                     "vectorbt": sys.modules["vectorbt"].__version__, "pandas": pd.__version__},
         "data": {"stocks": N_STOCKS, "days": N_DAYS, "seed": SEED, "orders": len(result.output.records)},
         "summary_s": summary_s,
@@ -122,7 +122,7 @@ def report(f: dict[str, Any]) -> str:
     width = max(len(r[0]) for r in rows)
     d = f["data"]
     head = (f"backtest analytics ({d['stocks']} stocks x {d['days']} days, {d['orders']} orders, "
-            f"{f['machine']['cpus']} CPUs)")
+            f"{f['machine']['cpus']} CPUs, load {f['machine']['load_average'][0]:.1f})")
     lines = [head, "-" * (width + 60)]
     lines += [f"{name:<{width}}  {a}  {b:<16}  {c}".rstrip() for name, a, b, c in rows]
     return "\n".join(lines)

@@ -59,7 +59,7 @@ def main() -> dict[str, Any]:
         pd.testing.assert_frame_equal(other.table, on_threads.table)
         pd.testing.assert_frame_equal(other.equity, on_threads.equity)
     return {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg()},
         "data": {"stocks": N_STOCKS, "days": N_DAYS, "seed": SEED, "combinations": n_combos, "workers": workers},
         "threads_s": threads_s,
         "dask_local_cluster_s": dask_s,
@@ -83,7 +83,7 @@ def report(f: dict[str, Any]) -> str:
     ]
     width = max(len(r[0]) for r in rows)
     lines = [f"sweep of {d['combinations']} combinations, {d['stocks']} stocks x {d['days']} days, OHLC ticks, "
-             f"{f['machine']['cpus']} CPUs", "-" * (width + 50)]
+             f"{f['machine']['cpus']} CPUs, load {f['machine']['load_average'][0]:.1f}", "-" * (width + 50)]
     lines += [f"{name:<{width}}  {seconds:7.1f} s  {note}" for name, seconds, note in rows]
     lines.append(f"tables identical: {f['tables_identical']}; "
                  f"{f['bar_evals_per_s_threads'] / 1e6:.0f} M bar-evaluations/s on threads")
