@@ -1,7 +1,7 @@
 """Where a sweep's chunks of combinations run: threads, local processes, or a Dask cluster.
 
-Every scheduler gets the same inputs (the tick rounds, the bar grid, the fees and the cash: the bars
-prepared once) and the same chunks of the rule table, runs :func:`run_chunk` on each and reports the
+Every scheduler gets the same inputs (the simulation loop's arguments: the bars prepared once, the
+fees, the cash) and the same chunks of the rule table, runs :func:`run_chunk` on each and reports the
 chunks as they finish; the sweep puts them back in order, so the table does not depend on where or
 in which order they ran.
 
@@ -32,9 +32,9 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
-from miniqmt_lab.backtest.nb import BarGrid, SimOutput, TickRounds, simulate_nb
+from miniqmt_lab.backtest.nb import SimOutput, simulate_nb
 from miniqmt_lab.errors import SweepError
-from miniqmt_lab.rules.nb import FeeParams, RuleTable
+from miniqmt_lab.rules.nb import RuleTable
 from miniqmt_lab.rules.params import table_rows
 
 if TYPE_CHECKING:
@@ -45,15 +45,21 @@ DASK_INSTALL = "pip install 'miniqmt-lab[dask]' (or: pip install 'dask[distribut
 CONNECT_TIMEOUT_S = 10.0
 
 
-def sweep_inputs(rounds: TickRounds, grid: BarGrid, fees: FeeParams, init_cash: float) -> dict[str, Any]:
-    """What every chunk needs, as plain tuples of arrays and numbers (sent to workers once)."""
-    return {"rounds": tuple(rounds), "grid": tuple(grid), "fees": tuple(fees), "init_cash": float(init_cash)}
+TABLE_ARG = 2
+"""Where the rule table goes among ``simulate_nb``'s arguments."""
+
+
+def loop_inputs(loop_args: tuple[Any, ...]) -> dict[str, Any]:
+    """What every chunk needs: ``simulate_nb``'s arguments for a sweep (no trade records kept), with
+    ``None`` in place of the rule table (:data:`TABLE_ARG`). Sent to each worker once."""
+    return {"loop_args": tuple(loop_args)}
 
 
 def run_chunk(inputs: Mapping[str, Any], table: RuleTable) -> SimOutput:
-    """The loop over one chunk of combinations (equity and position counts, no trade records)."""
-    return simulate_nb(TickRounds(*inputs["rounds"]), BarGrid(*inputs["grid"]), table, FeeParams(*inputs["fees"]),
-                       inputs["init_cash"], 0)
+    """The loop over one chunk of combinations: equity and position counts of each."""
+    args = list(inputs["loop_args"])
+    args[TABLE_ARG] = table
+    return simulate_nb(*args)
 
 
 def run_chunks(

@@ -31,7 +31,7 @@ from miniqmt_lab.backtest.prepare import (
     rule_settings,
     tick_rounds,
 )
-from miniqmt_lab.backtest.schedulers import check_scheduler, run_chunks, sweep_inputs
+from miniqmt_lab.backtest.schedulers import check_scheduler, loop_inputs, run_chunks
 from miniqmt_lab.config import FeeSettings, RuleSettings, Settings
 from miniqmt_lab.market import fee_params
 from miniqmt_lab.rules.params import rule_table
@@ -75,8 +75,10 @@ def sweep(
     if not init_cash > 0:
         raise ValueError(f"init_cash must be > 0, got {init_cash!r}")
     check_scheduler(scheduler)
-    inputs = sweep_inputs(tick_rounds(data, tick_mode), bar_grid(data, entry_signals(data, entries), limits=realism),
-                          fee_params(fees or FeeSettings()), float(init_cash))
+    grid_facts = bar_grid(data, entry_signals(data, entries), limits=realism)
+    # simulate_nb's arguments but the rule table (each chunk's own) and with no room for trade records
+    inputs = loop_inputs((tick_rounds(data, tick_mode), grid_facts, None, fee_params(fees or FeeSettings()),
+                          float(init_cash), 0))
     done: dict[int, SimOutput] = {}
     with _progress(len(rules), progress) as advance:
         for chunk, output in run_chunks(inputs, rule_table(rules), scheduler, n_jobs, chunk_size):
