@@ -157,13 +157,13 @@ class HistoryFeed(ReplayFeed):
         self.refreshed: list[tuple[list[str], object]] = []
 
     def refresh_history(self, codes, store) -> None:
-        self.refreshed.append((list(codes), store))
+        self.refreshed.append((list(codes), store.path))
 
 
 def test_the_daily_history_is_refreshed_once_a_day_for_the_watched_codes(tmp_path):
     from miniqmt_lab.engine.replay import bars_to_ticks
 
-    bars = close_bars({"600000.SH": [10.0, 10.1]})
+    bars = close_bars({"600000.SH": [10.0]})  # one day: the replay clock stays on it
     settings = fast_settings(tmp_path, stock_pool=("000001.SZ",))
     feed = HistoryFeed(bars_to_ticks(bars, "close"))
     engine = Engine(settings, feed=feed)
@@ -173,4 +173,4 @@ def test_the_daily_history_is_refreshed_once_a_day_for_the_watched_codes(tmp_pat
         engine._data_step()
     finally:
         engine.stop()
-    assert feed.refreshed == [(["000001.SZ"], settings.data_path / "bars.duckdb")]
+    assert feed.refreshed == [(["000001.SZ"], str(settings.data_path / "bars.duckdb"))]

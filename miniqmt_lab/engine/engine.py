@@ -204,9 +204,11 @@ class Engine:
                 connecting = f"connecting to {self.broker.name}..."
                 ctx.broker_status = dataclasses.replace(ctx.broker_status, message=connecting)
                 self._bump()
-                self._calls.call("broker.connect", self.broker.connect, timeout=self.settings.engine.connect_timeout)
+                # the broker's own budget is connect_timeout: the outer wait leaves it the time to say why
+                connect_wait = self.settings.engine.connect_timeout + self.settings.engine.call_timeout
+                self._calls.call("broker.connect", self.broker.connect, timeout=connect_wait)
                 ctx.broker_status = self._calls.call("broker.status", self.broker.status)
-                self._feed_calls.call("feed.open", self.feed.open, timeout=self.settings.engine.connect_timeout)
+                self._feed_calls.call("feed.open", self.feed.open, timeout=connect_wait)
             except BaseException:
                 self._lock.release()
                 raise
@@ -377,17 +379,21 @@ class Engine:
         return self.settings.engine.data_update_interval
 
     def _refresh_history(self, codes: list[str]) -> None:
-        """Once a day, a live feed brings the daily bars the entries are computed from up to yesterday
-        (``feed.refresh_history(codes, bar_store)``; a replay has its bars already)."""
+        """Once a day, a live feed brings the daily bars (and corporate actions) the entries are computed
+        from up to yesterday into ``<data_dir>/bars.duckdb`` (``feed.refresh_history(codes, store)``; a
+        replay has its bars already)."""
         refresh = getattr(self.feed, "refresh_history", None)
         day = self._clock_time()
         if not callable(refresh) or day is None or self._history_day == day.date():
             return
-        store = self.settings.data_path / "bars.duckdb"
-        self._feed_calls.call("feed.refresh_history", refresh, codes, store,
-                              timeout=10 * self.settings.engine.connect_timeout)
+        from miniqmt_lab.bars import BarStore
+
+        path = self.settings.data_path / "bars.duckdb"
+        with BarStore(path) as store:
+            self._feed_calls.call("feed.refresh_history", refresh, codes, store,
+                                  timeout=10 * self.settings.engine.connect_timeout)
         self._history_day = day.date()
-        log.info("daily bars of %d stock(s) refreshed in %s", len(codes), store)
+        log.info("daily bars of %d stock(s) refreshed in %s", len(codes), path)
 
     def _sync_step(self) -> float:
         ctx = self.trader.ctx
