@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from miniqmt_lab.config import Settings
+from miniqmt_lab.config import RuleSettings, Settings
 from miniqmt_lab.engine.clock import WallClock
 from miniqmt_lab.engine.context import RunContext
 from miniqmt_lab.engine.entries import EntrySource, make_entries
@@ -42,7 +42,7 @@ from miniqmt_lab.engine.store import Store
 from miniqmt_lab.engine.threads import CallRunner, ManagedThread, ThreadState, Watchdog
 from miniqmt_lab.engine.trading import EVENTS_WAIT, Trader
 from miniqmt_lab.engine.views import position_views, positions_frame
-from miniqmt_lab.errors import EngineNotRunning, MiniQmtError
+from miniqmt_lab.errors import EngineNotRunning, EngineRunning, MiniQmtError
 from miniqmt_lab.market import SHANGHAI
 from miniqmt_lab.protocols import Broker, EngineClock, Feed
 from miniqmt_lab.schema import BrokerStatus, EngineSnapshot, Side, ThreadHealth, TradingState, mask_account
@@ -408,6 +408,17 @@ class Engine:
         return self.trader.ctx.drained.wait(timeout)
 
     # -- commands ---------------------------------------------------------------------------------
+
+    def replace_rules(self, rules: RuleSettings) -> None:
+        """New rules, in force from the next start; only while the engine is not running (a run decides
+        with the rules it started with)."""
+        with self._lifecycle:
+            if self._phase == "running":
+                raise EngineRunning("the engine is running: stop it before changing its rules")
+        self.stop()  # a built, never started engine closes the run it opened with the old rules
+        self.settings = dataclasses.replace(self.settings, rules=rules)
+        log.warning("rules replaced; in force from the next start")
+        self._bump()
 
     def set_auto_trading(self, on: bool) -> None:
         self.trader.ctx.auto_trading = bool(on)

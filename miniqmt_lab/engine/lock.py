@@ -99,4 +99,17 @@ def _lock_file(file: BinaryIO) -> None:
         fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-__all__ = ["DatabaseInUse", "DatabaseLock", "identity_lock_path"]
+def wipe_database(database: Path) -> Path:
+    """A clean paper account for a demo: the database and its side files removed, unless an engine runs
+    on it (:class:`DatabaseInUse`, nothing deleted)."""
+    lock = DatabaseLock(database)
+    lock.acquire()
+    try:
+        for suffix in ("", "-wal", "-shm", ".unsaved-fills.jsonl"):
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
+    finally:
+        lock.release()
+    return database
+
+
+__all__ = ["DatabaseInUse", "DatabaseLock", "identity_lock_path", "wipe_database"]
