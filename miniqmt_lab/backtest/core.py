@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from miniqmt_lab.backtest.analytics import POSITIONS_NOTE, build_portfolio, portfolio_stats, summary_metrics
 from miniqmt_lab.backtest.nb import SIDE_BUY, DayFacts, SimOutput, simulate_nb
 from miniqmt_lab.backtest.prepare import (
     BARS_PER_YEAR,
@@ -46,31 +47,6 @@ if TYPE_CHECKING:
     import vectorbt as vbt
 
 SELL_RULES = np.array([int(r) for r in Rule if r.sells])
-
-def summary_metrics(
-    equity: np.ndarray, init_cash: float, closed: np.ndarray, wins: np.ndarray, bars_per_year: int
-) -> dict[str, np.ndarray]:
-    """The sweep table's metrics per combination (columns of ``equity``).
-
-    Returns per bar are ``value / previous value - 1`` starting from ``init_cash``, as vectorbt's
-    ``Portfolio.returns``; the Sharpe ratio is annualised with ``bars_per_year`` (vectorbt's with
-    ``year_freq`` set to that many bars); drawdowns are from the running peak of the equity, as
-    vectorbt's ``Portfolio.max_drawdown``. ``trades`` counts closed holdings (entry to full exit) and
-    ``win_rate`` the share of them that made money after all fees.
-    """
-    previous = np.vstack([np.full((1, equity.shape[1]), init_cash), equity[:-1]])
-    returns = equity / previous - 1.0
-    std = returns.std(axis=0, ddof=1) if equity.shape[0] > 1 else np.full(equity.shape[1], np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sharpe = np.where(std > 0, returns.mean(axis=0) / std * np.sqrt(bars_per_year), np.nan)
-        win_rate = np.where(closed > 0, wins / np.maximum(closed, 1), np.nan)
-    return {
-        "total_return": equity[-1] / init_cash - 1.0,
-        "max_drawdown": (equity / np.maximum.accumulate(equity, axis=0) - 1.0).min(axis=0),
-        "sharpe": sharpe,
-        "trades": closed.astype(np.int64),
-        "win_rate": win_rate,
-    }
 
 
 def simulate(
@@ -175,11 +151,15 @@ class BacktestResult:
 
     @functools.cached_property
     def summary(self) -> pd.Series:
-        """total_return, max_drawdown, sharpe, trades (closed holdings), win_rate: as in the sweep table."""
+        """total_return, max_drawdown, sharpe, trades (closed positions), win_rate: as in the sweep table.
+
+        Computed from the loop's equity and position counts, without vectorbt. Its name says how its
+        trades and win rate differ from vectorbt's stats (``analytics.POSITIONS_NOTE``).
+        """
         metrics = summary_metrics(
             self.output.equity, self.init_cash, self.output.closed, self.output.wins, BARS_PER_YEAR[self.bars.freq]
         )
-        return pd.Series({name: metrics[name][0] for name in SUMMARY_METRICS}, name="summary")
+        return pd.Series({name: metrics[name][0] for name in SUMMARY_METRICS}, name=POSITIONS_NOTE)
 
     @functools.cached_property
     def portfolio(self) -> vbt.Portfolio:
@@ -187,9 +167,14 @@ class BacktestResult:
         return build_portfolio(self.output.records, self.bars, self.init_cash)
 
     def stats(self, **kwargs: Any) -> pd.Series:
-        """vectorbt's portfolio stats, annualised with the bars' trading year (252 days)."""
-        settings = {"year_freq": year_freq(self.bars), **kwargs.pop("settings", {})}
-        return self.portfolio.stats(settings=settings, **kwargs)
+        """vectorbt's portfolio stats, annualised with the bars' trading year (252 days).
+
+        The shared-cash group's series come from the loop (vectorbt's per-stock arrays only with
+        ``group_by``); the default stats end with the summary's closed positions and why they differ
+        from vectorbt's trades. ``kwargs`` go to ``vbt.Portfolio.stats``; see
+        :func:`~miniqmt_lab.backtest.analytics.portfolio_stats`.
+        """
+        return portfolio_stats(self, **kwargs)
 
     def plot_equity(self) -> go.Figure:
         from miniqmt_lab.backtest.plots import equity_figure
@@ -268,32 +253,3 @@ def events_frame(events: np.ndarray, bars: BarData) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(EVENT_COLUMNS)).astype({"volume_before": np.int64,
                                                                     "volume_after": np.int64, "cash": float})
 
-
-def year_freq(bars: BarData) -> pd.Timedelta:
-    """vectorbt's ``year_freq`` that makes one year ``BARS_PER_YEAR`` bars of the bars' frequency."""
-    return pd.Timedelta(bars.freq.replace("m", "min")) * BARS_PER_YEAR[bars.freq]
-
-
-def build_portfolio(records: np.ndarray, bars: BarData, init_cash: float) -> vbt.Portfolio:
-    import vectorbt as vbt
-    from vectorbt.base.array_wrapper import ArrayWrapper
-    from vectorbt.portfolio.enums import log_dt, order_dt
-
-    orders = np.empty(len(records), dtype=order_dt)
-    for name in order_dt.names:
-        orders[name] = records[name]
-    wrapper = ArrayWrapper(
-        index=bars.index,
-        columns=pd.Index(bars.codes, name="stock_code"),
-        ndim=2,
-        freq=bars.freq.replace("m", "min"),
-        group_by=True,
-    )
-    return vbt.Portfolio(
-        wrapper,
-        bars.close_frame(),
-        orders,
-        np.empty(0, dtype=log_dt),
-        np.array([init_cash]),
-        cash_sharing=True,
-    )
