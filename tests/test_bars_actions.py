@@ -225,3 +225,20 @@ def test_an_action_that_leaves_no_price_is_named(store: BarStore) -> None:
 def test_adjust_must_be_known(store: BarStore) -> None:
     with pytest.raises(ValueError, match="adjust"):
         store.query(adjust="forward")  # type: ignore[arg-type]
+
+
+def test_minute_bars_adjust_from_the_ex_date_open(tmp_path: Path) -> None:
+    minutes = pd.DataFrame({
+        "stock_code": "605389.SH",
+        "time": ["2022-06-08 14:59", "2022-06-08 15:00", "2022-06-09 09:31", "2022-06-09 09:32"],
+        "open": [29.95, 30.00, 21.20, 21.25], "high": [30.00, 30.00, 21.30, 21.30],
+        "low": [29.95, 29.98, 21.15, 21.20], "close": [30.00, 30.00, 21.25, 21.30],
+        "volume": [5000.0, 8000.0, 20000.0, 9000.0],
+    })
+    with BarStore(tmp_path / "bars.duckdb") as store:
+        store.write_frame(minutes, "1m")
+        store.write_actions(ACTIONS)
+        raw = store.query(freq="1m")
+        back = store.query(freq="1m", adjust="back")
+    assert raw.attrs["actions"]["stock_code"].tolist() == ["605389.SH"]
+    np.testing.assert_allclose(back["close"] / raw["close"], [1.0, 1.0, BONUS_FACTOR, BONUS_FACTOR], rtol=1e-12)

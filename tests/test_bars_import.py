@@ -280,6 +280,7 @@ def test_vendor_suspension_rows_are_stored_as_suspended(tmp_path: Path) -> None:
         (("5.10,5.20,5.05,5.12,2103400", "5.10,5.00,5.05,5.12,2103400"), r"high < low .* line 2"),
         (("0,0,0,5.12,0,0", "0,0,0,5.12,500,0"), r"not positive on a traded row .* line 3"),
         (("2024-05-08", "2024-05-38"), r"line 4: bar time '2024-05-38' is not a real date"),
+        (("3320100,16766000", "3.3M,16766000"), r"line 5: volume '3.3M' is not a number"),
     ],
 )
 def test_garbage_fails_with_the_file_and_line_named(tmp_path: Path, change: tuple[str, str], message: str) -> None:

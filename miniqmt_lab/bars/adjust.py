@@ -103,8 +103,6 @@ def adjust_bars(bars: pd.DataFrame, factors: pd.DataFrame, how: Adjust, time_col
             totals[action_code[last_of_code]] = cumulative[last_of_code]
             factor /= totals[bar_code]
 
-    out = bars.copy()
-    for col in PRICE_COLUMNS:
-        out[col] = bars[col].to_numpy(dtype=np.float64) * factor
-    out["volume"] = bars["volume"].to_numpy(dtype=np.float64) / factor
-    return out
+    scaled = {col: bars[col].to_numpy(dtype=np.float64) * factor for col in PRICE_COLUMNS}
+    scaled["volume"] = bars["volume"].to_numpy(dtype=np.float64) / factor
+    return pd.DataFrame({col: scaled.get(col, bars[col]) for col in bars.columns}, copy=False)

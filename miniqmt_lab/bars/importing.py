@@ -35,6 +35,7 @@ from miniqmt_lab.bars.validate import (
     OnInvalid,
     SkippedRows,
     normalize_codes,
+    numeric_column,
     time_column,
     validate_bars,
 )
@@ -169,18 +170,14 @@ def rename_columns(
     units: dict[str, str | None] = {}
     keys = {col: _header_key(str(col)) for col in raw.columns}
     for target, names in aliases.items():
-        for name in names:
-            matches = [col for col, (key, _) in keys.items() if key == name.lower()]
-            if matches:
-                if target in found:
-                    break
-                found[target] = matches[0]
-                units[target] = keys[matches[0]][1]
-                break
+        column = next((col for name in names for col, (key, _) in keys.items() if key == name.lower()), None)
+        if column is not None:
+            found[target] = column
+            units[target] = keys[column][1]
+    if not found:
+        raise InvalidBarData(f"{source}: no column is recognised (header {list(raw.columns)})")
     frame = raw[list(found.values())].copy()
     frame.columns = list(found)
-    if frame.empty and len(raw.columns) and not found:
-        raise InvalidBarData(f"{source}: no column is recognised (header {list(raw.columns)})")
     return frame, units
 
 
@@ -229,12 +226,15 @@ def bars_from_table(
         _check_same_code(frame, stock_code, source)
     if "volume" in frame.columns:
         scale = _volume_scale(frame, units, volume_unit=volume_unit, tushare=tushare, chinese=chinese, source=source)
-        frame["volume"] = pd.to_numeric(frame["volume"], errors="coerce") * scale
+        frame["volume"] = numeric_column(frame, "volume", source) * scale
     if "amount" in frame.columns:
-        amount_scale = 1e3 if tushare else _UNIT_SCALE.get(units.get("amount") or "元", 1.0)
-        frame["amount"] = pd.to_numeric(frame["amount"], errors="coerce") * amount_scale
+        frame["amount"] = numeric_column(frame, "amount", source) * (1e3 if tushare else _amount_scale(units))
     _check_units(frame, source)
     return frame
+
+
+def _amount_scale(units: dict[str, str | None]) -> float:
+    return _UNIT_SCALE.get(units.get("amount") or "元", 1.0)
 
 
 def _check_same_code(frame: pd.DataFrame, stock_code: str, source: str) -> None:
@@ -246,18 +246,17 @@ def _check_same_code(frame: pd.DataFrame, stock_code: str, source: str) -> None:
         raise InvalidBarData(f"{source}: stock_code={stock_code!r} but the file's code column holds other codes")
 
 
-def _traded_ratio(frame: pd.DataFrame, volume_scale: float) -> float | None:
+def _traded_ratio(frame: pd.DataFrame, amount_scale: float = 1.0) -> float | None:
     """Median of amount / (volume x close) over rows that have all three, or None."""
     if not {"volume", "amount", "close"} <= set(frame.columns):
         return None
-    volume = pd.to_numeric(frame["volume"], errors="coerce").to_numpy(dtype=np.float64) * volume_scale
-    amount = pd.to_numeric(frame["amount"], errors="coerce").to_numpy(dtype=np.float64)
-    close = pd.to_numeric(frame["close"], errors="coerce").to_numpy(dtype=np.float64)
+    volume, amount, close = (pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64)
+                             for c in ("volume", "amount", "close"))
     with np.errstate(invalid="ignore", divide="ignore"):
         usable = (volume > 0) & (amount > 0) & (close > 0)
         if not usable.any():
             return None
-        return float(np.median(amount[usable] / (volume[usable] * close[usable])))
+        return float(np.median(amount[usable] * amount_scale / (volume[usable] * close[usable])))
 
 
 def _volume_scale(
@@ -280,8 +279,7 @@ def _volume_scale(
         return _UNIT_SCALE[declared]
     if not chinese:
         return 1.0
-    amount_scale = _UNIT_SCALE.get(units.get("amount") or "元", 1.0)
-    ratio = _traded_ratio(frame.assign(amount=pd.to_numeric(frame.get("amount"), errors="coerce") * amount_scale), 1.0)
+    ratio = _traded_ratio(frame, _amount_scale(units))
     if ratio is not None and 0.5 <= ratio <= 2.0:
         return 1.0
     if ratio is not None and 50.0 <= ratio <= 200.0:
@@ -294,7 +292,7 @@ def _volume_scale(
 
 
 def _check_units(frame: pd.DataFrame, source: str) -> None:
-    ratio = _traded_ratio(frame, 1.0)
+    ratio = _traded_ratio(frame)
     if ratio is not None and not 0.5 <= ratio <= 2.0:
         guess = " (volume looks like lots of 100 shares: pass volume_unit='lots')" if 50 <= ratio <= 200 else ""
         raise InvalidBarData(

@@ -274,7 +274,8 @@ def clean_names(values: pd.Series) -> np.ndarray:
     return cleaned[position]
 
 
-def _numeric(df: pd.DataFrame, column: str, source: str | None) -> np.ndarray:
+def numeric_column(df: pd.DataFrame, column: str, source: str | None) -> np.ndarray:
+    """``df[column]`` as float64 (NaN where blank or absent); text that is not a number raises, naming the row."""
     values = df[column] if column in df.columns else pd.Series(np.nan, index=df.index)
     converted = pd.to_numeric(values, errors="coerce")
     bad = converted.isna() & values.notna()
@@ -312,7 +313,7 @@ def validate_bars(
     out["stock_name"] = clean_names(df["stock_name"]) if "stock_name" in df.columns else None
     out[t] = parse_dates(df[t], freq=freq, source=source, date_format=date_format)
     for col in (*PRICE_COLUMNS, "volume", "amount"):
-        out[col] = _numeric(df, col, source)
+        out[col] = numeric_column(df, col, source)
     _mark_suspensions(out)
     _check_values(out, t, source)
     return out.drop_duplicates(["stock_code", t], keep="last").reset_index(drop=True)
