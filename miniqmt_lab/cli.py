@@ -52,15 +52,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(config: Path) -> int:
     from miniqmt_lab import config as cfg
-    from miniqmt_lab.engine import Engine
     from miniqmt_lab.engine.logsetup import setup_logging
-    from miniqmt_lab.qmt import QmtBroker, QmtFeed
+    from miniqmt_lab.factory import build_engine
 
     settings = cfg.load(config)
     log_file = setup_logging(settings)
-    # paper trading runs on live quotes too; only the orders stay on the paper broker (the default)
-    broker = None if settings.engine.simulation else QmtBroker(settings)
-    engine = Engine(settings, broker=broker, feed=QmtFeed(settings))
+    # paper settings: the paper broker on live QMT quotes; live settings: the QMT broker
+    engine = build_engine(settings)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -92,7 +90,9 @@ def demo(data_dir: Path, *, days: int, stocks: int, seed: int = 7, parity: bool 
          out: TextIO | None = None) -> int:
     from miniqmt_lab.bars import SYNTHETIC_NOTICE, sample_bars
     from miniqmt_lab.config import Settings
-    from miniqmt_lab.engine import Engine, ReplayFeed
+    from miniqmt_lab.engine import ReplayFeed
+    from miniqmt_lab.engine.lock import DatabaseLock
+    from miniqmt_lab.factory import build_engine
 
     def say(text: str = "") -> None:
         print(text, file=out or sys.stdout, flush=True)
@@ -100,9 +100,14 @@ def demo(data_dir: Path, *, days: int, stocks: int, seed: int = 7, parity: bool 
     if days < 30 or stocks < 1:
         raise SystemExit("miniqmt-lab demo: --days must be >= 30 (MACD needs a history) and --stocks >= 1")
     settings = Settings().with_values(data_dir=str(data_dir), auto_trading=True)
-    database = data_dir / "demo-paper.sqlite"
-    for suffix in ("", "-wal", "-shm"):  # the demo starts from a clean paper account every time
-        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    database = (data_dir / "demo-paper.sqlite").absolute()
+    lock = DatabaseLock(database)
+    lock.acquire()  # a demo running on this folder keeps its records: DatabaseInUse, nothing deleted
+    try:
+        for suffix in ("", "-wal", "-shm", ".unsaved-fills.jsonl"):  # a clean paper account every time
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
+    finally:
+        lock.release()
 
     bars = sample_bars(stocks, days, seed=seed)
     say(SYNTHETIC_NOTICE)
@@ -110,7 +115,7 @@ def demo(data_dir: Path, *, days: int, stocks: int, seed: int = 7, parity: bool 
     say(f"\nReplaying {bars['stock_code'].nunique()} synthetic stocks x {bars['date'].nunique()} trading days "
         f"({first:%Y-%m-%d} .. {last:%Y-%m-%d}), 4 ticks per bar, through the live engine on a paper broker.")
     feed = ReplayFeed.from_bars(bars)
-    engine = Engine(settings, feed=feed, entries="macd", database=database)
+    engine = build_engine(settings, replay=feed, entries="macd", database=database)
     started = time.perf_counter()
     engine.start()
     try:

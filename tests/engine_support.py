@@ -34,6 +34,8 @@ def fast_settings(tmp_path: Path, **values: object) -> Settings:
         "thread_check_interval": 0.1,
         "restart_cooldown": 0.0,
         "idle_sleep": 0.05,
+        # replays compress a day into a few rounds of replay time (see factory.REPLAY_ORDERS_PER_MINUTE)
+        "max_orders_per_minute": 1_000_000,
     }
     base.update(values)
     return Settings().with_values(**base)
@@ -163,8 +165,11 @@ class DelayedBroker:
         self.held: list[BrokerEvent] = []
         self.submitted: list[OrderRequest] = []
 
-    def attach(self, clock: object, trades: pd.DataFrame) -> None:
-        self.inner.attach(clock, trades)
+    def attach(self, clock: object, trades: pd.DataFrame, quotes: object = None) -> None:
+        self.inner.attach(clock, trades, quotes)
+
+    def observe_tick(self, tick: object, base: float) -> None:
+        self.inner.observe_tick(tick, base)
 
     def submit(self, order: OrderRequest) -> str:
         order_id = self.inner.submit(order)

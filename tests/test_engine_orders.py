@@ -42,7 +42,7 @@ def engine_on_day_one(tmp_path):
     """A running engine that has seen one round: 600000.SH at 10.0 (previous close 10.0)."""
     bars = close_bars({CODE: [10.0, 10.0, 10.0], "000001.SZ": [5.0, 5.0, 5.0]})
     feed = GatedFeed(ReplayFeed.from_bars(bars, tick_mode="close"))
-    engine = Engine(fast_settings(tmp_path, simulation_balance=100_000.0), feed=feed)
+    engine = Engine(fast_settings(tmp_path, simulation_balance=100_000.0, max_order_value=10_000_000.0), feed=feed)
     engine.start()
     feed.step(engine, 2)  # two days, so the second one has previous closes and price limits
     yield engine, feed
@@ -202,7 +202,7 @@ def test_manual_and_rule_sells_racing_never_sell_more_than_available(tmp_path):
     def hammer(code: str) -> None:
         while not stop.is_set():
             try:
-                engine.sell(code, 100)
+                engine.sell(code, 100, price=9.2)  # marketable on day 2 (a stale limit would rest)
             except OrderRejected as exc:
                 refused.append(type(exc).__name__)
 
@@ -244,7 +244,7 @@ class HangingBroker(SimBroker):
         return super().submit(order)
 
 
-def test_a_hung_broker_call_times_out_and_the_engine_goes_on(tmp_path):
+def test_a_hung_broker_call_leaves_the_order_unknown_never_doubled(tmp_path):
     bars = close_bars({CODE: [10.0, 10.0]})
     settings = fast_settings(tmp_path, call_timeout=0.3)
     broker = HangingBroker(settings)
@@ -254,14 +254,18 @@ def test_a_hung_broker_call_times_out_and_the_engine_goes_on(tmp_path):
     try:
         feed.step(engine)
         started = time.monotonic()
-        with pytest.raises(BrokerTimeout):
+        with pytest.raises(BrokerTimeout, match="may be at the broker"):
             engine.buy(CODE, 100)
         assert time.monotonic() - started < 2.0
         assert engine.signals()["outcome"].tolist() == ["unknown"]
-        assert engine.trader.book.free_cash() == engine.snapshot().cash  # nothing stays reserved
+        book = engine.trader.book
+        assert book.free_cash() < engine.snapshot().cash  # the reservation is held: the order may fill
+        assert engine.status()["unknown_orders"]
         broker.release.set()
-        # the late order reached the broker after all: its fill is recorded when it arrives
+        # the late order reached the broker after all: its fill settles it and frees the reservation
         wait_for(lambda: len(engine.trades()) == 1, what="the late fill")
+        wait_for(lambda: book.free_cash() == engine.snapshot().cash, what="the reservation released")
+        assert engine.signals()["outcome"].tolist() == ["executed"]
         engine.buy(CODE, 100)
         assert len(engine.trades()) == 2
         feed.step(engine)

@@ -20,7 +20,7 @@ from engine_support import (
 
 from miniqmt_lab.bars import sample_bars
 from miniqmt_lab.engine import Engine, IdleFeed, ReplayFeed, SimBroker
-from miniqmt_lab.engine.store import DatabaseInUse
+from miniqmt_lab.engine.lock import DatabaseInUse
 from miniqmt_lab.qmt import FakeQmt, QmtBroker, QmtFeed
 from miniqmt_lab.schema import OrderRequest
 

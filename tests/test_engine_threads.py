@@ -11,7 +11,7 @@ from engine_support import FlakyFeed, fast_settings, run_replay, wait_for
 
 from miniqmt_lab.bars import sample_bars
 from miniqmt_lab.engine import Engine, ReplayFeed
-from miniqmt_lab.engine.store import DatabaseInUse
+from miniqmt_lab.engine.lock import DatabaseInUse
 from miniqmt_lab.engine.threads import CallRunner, ManagedThread, ThreadState, Watchdog
 from miniqmt_lab.errors import BrokerTimeout
 

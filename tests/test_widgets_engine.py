@@ -84,7 +84,9 @@ def test_start_trade_manual_order_and_stop_through_the_panel(tmp_path) -> None:
         assert code in panel.positions.html.value
         assert "manual" in panel.trades.html.value
 
-        form.price.value = float(engine.positions().set_index("stock_code").loc[code, "cost"])
+        restored = engine.positions().set_index("stock_code").loc[code]
+        assert restored["price_time"] is not None  # the last price came back with the book, not the cost
+        form.price.value = float(restored["price"])
         form.submit.click()  # orders work on the restarted engine
         assert panel.runner.wait(10)
         assert "sent" in form.message.value, form.message.value

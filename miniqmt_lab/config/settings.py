@@ -57,6 +57,7 @@ class EngineSettings:
     strategy_interval: float = 5.0
     call_timeout: float = 3.0
     connect_timeout: float = 30.0
+    database_timeout: float = 10.0
     position_query_interval: float = 10.0
     sqlite_sync_interval: float = 15.0
     thread_check_interval: float = 60.0
@@ -75,7 +76,7 @@ class EngineSettings:
         for name in (
             "monitor_interval", "data_update_interval", "strategy_interval", "position_query_interval",
             "sqlite_sync_interval", "thread_check_interval", "idle_sleep", "broker_away_halt_seconds",
-            "connect_timeout",
+            "connect_timeout", "database_timeout",
         ):
             _check_interval("engine", name, getattr(self, name))
         for name in ("signal_stale_seconds", "signal_repeat_seconds"):

@@ -67,6 +67,9 @@ class PendingOrder:
     grid_applied: bool = False
     status: OrderStatus = OrderStatus.SUBMITTED
     progress: tuple[dt.datetime, str] | None = None  # the tick a rule order came from (round time, code)
+    submitted_at: dt.datetime | None = None  # engine clock time the order went to the broker
+    unknown: bool = False  # the submit did not answer in time: the order may be at the broker
+    lookups: int = 0  # broker order queries that did not show it (an unknown order)
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -125,6 +128,7 @@ class PositionBook:
         self.reserved_volume: dict[str, int] = {}
         self.progress: tuple[dt.datetime, str] | None = None  # last tick fully handled
         self.dirty: set[str] = set()
+        self.dirty_quotes: set[str] = set()
         self.activity = 0  # counts reservations, fills and finished orders: a sync can tell it read an older state
         self._on_change = on_change
 
@@ -149,13 +153,34 @@ class PositionBook:
         with self.lock:
             return sorted(self.positions)
 
+    def unresolved(self, code: str) -> bool:
+        """An order of ``code`` has an unknown outcome (its submit timed out): no rule may act on it."""
+        with self.lock:
+            return any(o.unknown and o.code == code for o in self.pending.values())
+
+    def base_price(self, code: str, day: dt.date) -> float:
+        """The day's base price from what the book saw before: the last price of an earlier day (a
+        restart before the feed says), or the base that came with today's earlier ticks; NaN if none."""
+        with self.lock:
+            quote = self.quotes.get(code)
+        if quote is None:
+            return math.nan
+        if quote.time.date() < day:
+            return quote.price
+        return quote.prev_close
+
     # -- transitions ------------------------------------------------------------------------------
 
     def load(
-        self, positions: Iterable[Position], day: dt.date | None, progress: tuple[dt.datetime, str] | None
+        self,
+        positions: Iterable[Position],
+        day: dt.date | None,
+        progress: tuple[dt.datetime, str] | None,
+        quotes: dict[str, Quote] | None = None,
     ) -> None:
         with self.lock:
             self.positions = {p.code: p for p in positions}
+            self.quotes = dict(quotes or {})
             self.day = day
             self.progress = progress
             self.dirty.clear()
@@ -180,6 +205,7 @@ class PositionBook:
         with self.lock:
             old = self.quotes.get(code)
             self.quotes[code] = Quote(price, prev_close, name or (old.name if old else ""), time)
+            self.dirty_quotes.add(code)
             pos = self.positions.get(code)
             if pos is None:
                 return empty_holding_nb()
@@ -264,6 +290,12 @@ class PositionBook:
                 return RULE_MANUAL
             order.grid_applied = True
             return rule
+
+    def take_dirty_quotes(self) -> list[tuple[str, Quote]]:
+        with self.lock:
+            out = [(c, self.quotes[c]) for c in self.dirty_quotes if c in self.quotes]
+            self.dirty_quotes.clear()
+            return out
 
     def take_dirty(self) -> tuple[list[Position], list[str]]:
         """Holdings changed since the last save (and codes that closed), clearing the marks."""

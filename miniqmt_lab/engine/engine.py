@@ -31,17 +31,21 @@ import pandas as pd
 
 from miniqmt_lab.config import Settings
 from miniqmt_lab.engine.clock import WallClock
+from miniqmt_lab.engine.context import RunContext
 from miniqmt_lab.engine.entries import EntrySource, make_entries
+from miniqmt_lab.engine.journal import Journal, prune_journals
+from miniqmt_lab.engine.lock import DatabaseLock
 from miniqmt_lab.engine.manual import manual_order
 from miniqmt_lab.engine.replay import IdleFeed
 from miniqmt_lab.engine.sim_broker import SimBroker
-from miniqmt_lab.engine.store import DatabaseLock, Journal, Store
+from miniqmt_lab.engine.store import Store
 from miniqmt_lab.engine.threads import CallRunner, ManagedThread, ThreadState, Watchdog
 from miniqmt_lab.engine.trading import EVENTS_WAIT, Trader
 from miniqmt_lab.engine.views import position_views, positions_frame
-from miniqmt_lab.errors import EngineNotRunning
+from miniqmt_lab.errors import EngineNotRunning, MiniQmtError
+from miniqmt_lab.market import SHANGHAI
 from miniqmt_lab.protocols import Broker, EngineClock, Feed
-from miniqmt_lab.schema import BrokerStatus, EngineSnapshot, Side, ThreadHealth, mask_account
+from miniqmt_lab.schema import BrokerStatus, EngineSnapshot, Side, ThreadHealth, TradingState, mask_account
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +63,37 @@ def _pick_clock(feed: object, clock: EngineClock | None) -> EngineClock:
     return clock
 
 
+class ModeMismatch(MiniQmtError, ValueError):
+    """Paper settings with a broker that reaches a real account, or live settings with the paper broker."""
+
+
+def check_mode(settings: Settings, broker: Broker) -> str:
+    """The engine's mode, decided by its broker ('live' when orders reach a real account); settings
+    that say otherwise fail here with the fix named."""
+    live = bool(getattr(broker, "live", False))
+    name = getattr(broker, "name", type(broker).__name__)
+    if live and settings.engine.simulation:
+        raise ModeMismatch(
+            f"the settings say simulation = true (paper) but the broker {name} sends orders to a real account:"
+            " build the engine with miniqmt_lab.factory.build_engine(settings) (paper on live QMT quotes uses the"
+            " paper broker), or set simulation = false in the config file to trade live"
+        )
+    if not live and not settings.engine.simulation:
+        raise ModeMismatch(
+            f"the settings say simulation = false (live) but the broker {name} is a paper broker: build the"
+            " engine with miniqmt_lab.factory.build_engine(settings), which connects the QMT broker, or set"
+            " simulation = true to trade on paper"
+        )
+    return "live" if live else "paper"
+
+
 class Engine:
-    """See ``docs/contracts.md`` (Engine) for the public API."""
+    """See ``docs/contracts.md`` (Engine) for the public API.
+
+    The broker decides paper or live (:attr:`mode`); everything shown (banner, database name,
+    confirmations, status, logs) reads that one fact. Build engines with
+    :func:`miniqmt_lab.factory.build_engine` rather than by hand.
+    """
 
     def __init__(
         self,
@@ -77,9 +110,9 @@ class Engine:
         self.feed: Feed = feed if feed is not None else IdleFeed()
         self.clock = _pick_clock(self.feed, clock)
         self.broker: Broker = broker if broker is not None else SimBroker(self.settings, clock=self.clock)
-        self.database_path = Path(database) if database is not None else self.settings.database_path
+        self.mode = check_mode(self.settings, self.broker)
+        self.database_path = (Path(database) if database is not None else self.settings.database_path).absolute()
         self.journal_path: Path | None = None
-        self.mode = "paper" if e.simulation else "live"
         self._version = 0
         self._version_lock = threading.Lock()
         self._lifecycle = threading.Lock()
@@ -89,11 +122,18 @@ class Engine:
         self._open_run(auto_trading=e.auto_trading)
 
     def _open_run(self, *, auto_trading: bool) -> None:
-        """Build what one run uses and ``stop`` closes: the call runner, the database, the trader with
-        book, cash and processed-signal memory restored from it, and a watchdog over no threads yet."""
+        """Build what one run uses and ``stop`` closes: the call runners, the database, the trader with
+        book, cash, last prices, trading state and processed-signal memory read from it, and a watchdog
+        over no threads yet. Nothing is written here: a database another engine runs on stays as it is."""
         e = self.settings.engine
-        runner = CallRunner(e.call_timeout, workers=8)
-        store = Store(self.database_path)
+        calls = CallRunner(e.call_timeout, workers=8, name="broker")
+        feed_calls = CallRunner(e.call_timeout, workers=2, name="feed")
+        try:
+            store = Store(self.database_path, timeout=e.database_timeout)
+        except BaseException:
+            calls.close()
+            feed_calls.close()
+            raise
         trader = Trader(
             self.settings,
             broker=self.broker,
@@ -101,17 +141,20 @@ class Engine:
             clock=self.clock,
             store=store,
             entries=self._entries,
-            runner=runner,
+            calls=calls,
+            feed_calls=feed_calls,
             on_change=self._bump,
         )
         try:
-            interrupted = trader.restore()
+            trader.restore()
         except BaseException:
             store.close()
-            runner.close()
+            calls.close()
+            feed_calls.close()
             raise
-        trader.auto_trading = auto_trading
-        self._runner, self.store, self.trader, self.interrupted = runner, store, trader, interrupted
+        trader.ctx.auto_trading = auto_trading
+        self._calls, self._feed_calls, self.store, self.trader = calls, feed_calls, store, trader
+        self.interrupted = 0
         self._threads: dict[str, ManagedThread] = {}
         self._watchdog_thread: ManagedThread | None = None
         self._watchdog = Watchdog(
@@ -143,7 +186,7 @@ class Engine:
 
         After :meth:`stop` it starts again: book, cash and processed-signal memory restored from the
         database, a new session journal, fresh threads, the broker connected again; auto trading
-        stays as it was set.
+        stays as it was set. Connecting has its own budget (``engine.connect_timeout``).
         """
         with self._lifecycle:
             if self._phase == "running":
@@ -151,21 +194,31 @@ class Engine:
             self._lock.acquire()
             try:
                 if self._phase == "stopped":
-                    self._open_run(auto_trading=self.trader.auto_trading)
+                    self._open_run(auto_trading=self.trader.ctx.auto_trading)
                     self._phase = "new"
-                self._runner.call("broker.connect", self.broker.connect)
-                self.trader.broker_status = self._runner.call("broker.status", self.broker.status)
-                self._runner.call("feed.open", self.feed.open)
+                ctx = self.trader.ctx
+                self.interrupted = self.trader.settle_previous_run()
+                connecting = f"connecting to {self.broker.name}..."
+                ctx.broker_status = dataclasses.replace(ctx.broker_status, message=connecting)
+                self._bump()
+                self._calls.call("broker.connect", self.broker.connect, timeout=self.settings.engine.connect_timeout)
+                ctx.broker_status = self._calls.call("broker.status", self.broker.status)
+                self._feed_calls.call("feed.open", self.feed.open, timeout=self.settings.engine.connect_timeout)
             except BaseException:
                 self._lock.release()
                 raise
             attach = getattr(self.broker, "attach", None)
             if callable(attach):
-                attach(self.clock, self.store.ledger_frame())
-            session = f"{self.mode}-{dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-            self.journal_path = self.database_path.parent / "journal" / f"{session}.sqlite"
-            self.trader.journal = Journal(self.journal_path)
-            self.trader.accepting = True
+                with ctx.book.lock:
+                    quotes = dict(ctx.book.quotes)
+                attach(self.clock, self.store.ledger_frame(), quotes)
+            now = dt.datetime.now(SHANGHAI)
+            session = f"{self.mode}-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+            journals = self.database_path.parent / "journal"
+            prune_journals(journals, self.settings.paths.journal_retention_days, now)
+            self.journal_path = journals / f"{session}.sqlite"
+            ctx.journal = Journal(self.journal_path)
+            ctx.accepting = True
             try:
                 self._data_step()
             except Exception:  # entries or the watch list failing must not keep the engine down
@@ -173,42 +226,55 @@ class Engine:
             for name in BUSINESS_THREADS:
                 self._threads[name] = self._make_thread(name)
                 self._threads[name].start()
-            if self.settings.engine.thread_monitor:
-                self._watchdog_thread = ManagedThread(
-                    "watchdog", self._watchdog_step, error_delay=self.settings.engine.thread_check_interval,
-                    on_change=self._bump,
-                )
-                self._watchdog_thread.start()
+            self._start_watchdog()
             self._phase = "running"
             log.info("engine started (%s, database %s, journal %s)", self.mode, self.database_path, self.journal_path)
         self._bump()
 
+    def _start_watchdog(self) -> None:
+        if self.settings.engine.thread_monitor:
+            self._watchdog_thread = ManagedThread(
+                "watchdog", self._watchdog_step, error_delay=self.settings.engine.thread_check_interval,
+                on_change=self._bump,
+            )
+            self._watchdog_thread.start()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting commands, stop the watchdog and the threads, close the feed, the broker and the
-        stores. Idempotent; :meth:`start` runs the engine again."""
+        stores. Idempotent; :meth:`start` runs the engine again. The database lock is released even when
+        saving the book fails (a full disk): the records written so far stay consistent."""
         with self._lifecycle:
             if self._phase == "stopped":
                 return
             was_running = self._phase == "running"
             self._phase = "stopped"
             deadline = time.monotonic() + timeout
-            self.trader.accepting = False
-            if was_running:
-                self._stop_threads(deadline)
-            self.trader.flush()
-            for what, call in (("feed.close", self.feed.close), ("broker.close", self.broker.close)):
+            ctx = self.trader.ctx
+            ctx.accepting = False
+            try:
+                if was_running:
+                    self._stop_threads(deadline)
                 try:
-                    self._runner.call(what, call, timeout=max(0.1, deadline - time.monotonic()))
-                except Exception as exc:  # closing is best effort; the records are safe already
-                    log.warning("%s failed: %s", what, exc)
-            self.trader.broker_status = dataclasses.replace(
-                self.trader.broker_status, connected=False, message="closed: the engine stopped"
-            )
-            self._runner.close()
-            if self.trader.journal is not None:
-                self.trader.journal.close()
-            self.store.close()
-            self._lock.release()
+                    self.trader.flush()
+                except Exception as exc:
+                    log.error("saving the book at stop failed (%s); fills and signals were saved as they came", exc)
+                closers = (("feed.close", self._feed_calls, self.feed.close),
+                           ("broker.close", self._calls, self.broker.close))
+                for what, runner, call in closers:
+                    try:
+                        runner.call(what, call, timeout=max(0.1, deadline - time.monotonic()))
+                    except Exception as exc:  # closing is best effort; the records are safe already
+                        log.warning("%s failed: %s", what, exc)
+                ctx.broker_status = dataclasses.replace(
+                    ctx.broker_status, connected=False, message="closed: the engine stopped"
+                )
+            finally:
+                self._calls.close()
+                self._feed_calls.close()
+                if ctx.journal is not None:
+                    ctx.journal.close()
+                self.store.close()
+                self._lock.release()
             log.info("engine stopped")
         self._bump()
 
@@ -216,16 +282,20 @@ class Engine:
         def remaining() -> float:
             return max(0.1, deadline - time.monotonic())
 
+        ctx = self.trader.ctx
         if self._watchdog_thread is not None:
             self._watchdog_thread.stop(remaining())
         for name in ("monitor", "strategy", "data", "sync"):
             self._threads[name].request_stop()
-        self.trader.tasks.put(None)  # wakes the strategy thread at once
+        ctx.tasks.put(None)  # wakes the strategy thread at once
         self._threads["strategy"].stop(remaining())
         self.trader.execution.stop_tasks()  # acknowledges what the monitor may be waiting for
         self._threads["monitor"].join(remaining())
         self._threads["events"].stop(remaining())
-        self.trader.broker_events.drain()
+        try:
+            self.trader.broker_events.drain()
+        except Exception as exc:
+            log.error("applying the last broker events failed: %s", exc)
         for name in ("data", "sync"):
             self._threads[name].join(remaining())
         stuck = [name for name, t in self._threads.items() if t.alive]
@@ -239,7 +309,7 @@ class Engine:
         trader = self.trader
 
         def on_error(message: str) -> None:
-            trader.last_error = f"thread {name}: {message}"
+            trader.ctx.last_error = f"thread {name}: {message}"
 
         if name == "monitor":
             return ManagedThread(name, trader.monitor.step, wait=self.clock.sleep, error_delay=e.monitor_interval,
@@ -271,35 +341,68 @@ class Engine:
         return 3 * longest + e.thread_check_interval
 
     def _watchdog_step(self) -> float:
-        self._watchdog.check()
+        restarted = self._watchdog.check()
+        for name in restarted:
+            self.trader.ctx.issue("thread_restart", "", f"thread {name} died and was restarted by the watchdog")
         return self.settings.engine.thread_check_interval
+
+    def _supervise_watchdog(self) -> None:
+        """The watchdog is watched too (by the sync thread): a faulted one is replaced."""
+        watchdog = self._watchdog_thread
+        if watchdog is None or self._phase != "running":
+            return
+        if watchdog.state is ThreadState.FAULTED or (watchdog.state is ThreadState.RUNNING and not watchdog.alive):
+            log.error("the watchdog thread is %s (%s): starting a new one", watchdog.state, watchdog.last_error)
+            self._watchdog.restarts["watchdog"] = self._watchdog.restarts.get("watchdog", 0) + 1
+            self._start_watchdog()
 
     def _watch_codes(self) -> list[str]:
         return sorted(set(self.trader.book.codes()) | set(self.settings.engine.stock_pool))
 
     def _data_step(self) -> float:
+        ctx = self.trader.ctx
         codes = self._watch_codes()
         if codes:
-            self._runner.call("feed.watch", self.feed.watch, codes)
-        if self.trader.entries is not None:
-            self.trader.entries.refresh()
+            self._feed_calls.call("feed.watch", self.feed.watch, codes)
+        if ctx.entries is not None:
+            ctx.entries.refresh()
         return self.settings.engine.data_update_interval
 
     def _sync_step(self) -> float:
+        ctx = self.trader.ctx
+        self._supervise_watchdog()
         self.trader.flush()
-        if self.trader.journal is not None:
-            self.trader.journal.flush()
+        if ctx.journal is not None:
+            ctx.journal.flush()
         return self.settings.engine.sqlite_sync_interval
 
     def wait_idle(self, timeout: float) -> bool:
         """True once a finite feed (replay) is finished and every round processed."""
-        return self.trader.drained.wait(timeout)
+        return self.trader.ctx.drained.wait(timeout)
 
     # -- commands ---------------------------------------------------------------------------------
 
     def set_auto_trading(self, on: bool) -> None:
-        self.trader.auto_trading = bool(on)
+        self.trader.ctx.auto_trading = bool(on)
         log.warning("auto trading %s (%s)", "ON" if on else "off", self.mode)
+        self._bump()
+
+    @property
+    def trading_state(self) -> TradingState:
+        return self.trader.ctx.risk.state
+
+    def set_trading_state(self, state: TradingState | str, reason: str = "", *, by: str = "user") -> None:
+        """The kill switch: ``active`` trades, ``reducing`` only sells, ``halted`` sends no order.
+
+        Kept in the database: a halt survives a restart until switched back here.
+        """
+        try:
+            new = TradingState(state)
+        except ValueError:
+            raise ValueError(f"trading state must be one of {', '.join(s.value for s in TradingState)},"
+                             f" got {state!r}") from None
+        ctx = self.trader.ctx
+        ctx.risk.set_state(new, reason, self._clock_time() or dt.datetime.now(SHANGHAI), by=by)
         self._bump()
 
     def buy(
@@ -311,12 +414,17 @@ class Engine:
         of :mod:`miniqmt_lab.errors`; recorded with rule ``manual``.
         """
         self._require_running()
-        return manual_order(self.trader, Side.BUY, code, volume, amount, price)
+        return manual_order(self.trader.ctx, self.trader.execution, Side.BUY, code, volume, amount, price)
 
     def sell(self, code: str, volume: int, *, price: float | None = None) -> str:
         """Manual sell; whole lots, or the whole remaining holding. Returns the order id."""
         self._require_running()
-        return manual_order(self.trader, Side.SELL, code, volume, None, price)
+        return manual_order(self.trader.ctx, self.trader.execution, Side.SELL, code, volume, None, price)
+
+    def cancel(self, order_id: str) -> None:
+        """Ask the broker to cancel a working order; its final status arrives as a broker event."""
+        self._require_running()
+        self._calls.call("broker.cancel", self.broker.cancel, str(order_id))
 
     def _require_running(self) -> None:
         if self._phase != "running":
@@ -333,10 +441,11 @@ class Engine:
             for name, t in threads.items()
         )
 
-    def _broker_status(self, trader: Trader) -> BrokerStatus:
-        status = dataclasses.replace(trader.broker_status)
+    def _broker_status(self, ctx: RunContext) -> BrokerStatus:
+        status = dataclasses.replace(ctx.broker_status)
         account = self.settings.qmt.account_id
         status.account = mask_account(account) if account else status.account
+        status.live = self.mode == "live"
         return status
 
     def _clock_time(self) -> dt.datetime | None:
@@ -347,41 +456,48 @@ class Engine:
 
     def snapshot(self) -> EngineSnapshot:
         version = self._version
-        trader = self.trader  # a restart replaces it: read one run's facts
-        with trader.book.lock:
-            views = position_views(trader.book, trader.params)
-            cash = trader.book.cash
+        ctx = self.trader.ctx  # a restart replaces it: read one run's facts
+        with ctx.book.lock:
+            views = position_views(ctx.book, ctx.params)
+            cash = ctx.book.cash
         return EngineSnapshot(
             version=version,
             time=self._clock_time(),
             mode=self.mode,
-            auto_trading=trader.auto_trading,
+            auto_trading=ctx.auto_trading,
             running=self.running,
             cash=cash,
             total_asset=cash + sum(v.market_value for v in views),
             positions=views,
             threads=self._thread_health(),
-            broker=self._broker_status(trader),
-            last_error=trader.last_error,
+            broker=self._broker_status(ctx),
+            last_error=ctx.last_error,
+            trading_state=ctx.risk.state.value,
+            state_reason=ctx.risk.reason,
+            database=str(self.database_path),
         )
 
     def status(self) -> dict[str, Any]:
         """The snapshot's facts as plain data, plus where the records are and monitor counters."""
         snap = self.snapshot()
+        ctx = self.trader.ctx
         out = {f.name: getattr(snap, f.name) for f in dataclasses.fields(snap)}
         out["positions"] = [dataclasses.asdict(p) for p in snap.positions]
         out["threads"] = [dataclasses.asdict(t) for t in snap.threads]
         out["broker"] = dataclasses.asdict(snap.broker)
-        out["database"] = str(self.database_path)
         out["journal"] = str(self.journal_path) if self.journal_path else None
-        out["monitor"] = dataclasses.asdict(self.trader.stats)
-        out["initial_cash"] = self.trader.initial_cash
+        out["monitor"] = dataclasses.asdict(ctx.stats)
+        out["initial_cash"] = ctx.initial_cash
         out["interrupted_signals"] = self.interrupted
+        out["unsaved_fills"] = len(ctx.fills)
+        out["hung_calls"] = {"broker": self._calls.hung, "feed": self._feed_calls.hung}
+        with ctx.book.lock:
+            out["unknown_orders"] = [o.client_id for o in ctx.book.pending.values() if o.unknown]
         return out
 
     def positions(self) -> pd.DataFrame:
-        trader = self.trader
-        return positions_frame(position_views(trader.book, trader.params))
+        ctx = self.trader.ctx
+        return positions_frame(position_views(ctx.book, ctx.params))
 
     def trades(self) -> pd.DataFrame:
         """Every fill, columns ``TRADE_COLUMNS``, sorted by time then processing order."""
@@ -402,4 +518,4 @@ class Engine:
         return self._threads[name]
 
 
-__all__ = ["BUSINESS_THREADS", "Engine", "ThreadState"]
+__all__ = ["BUSINESS_THREADS", "Engine", "ModeMismatch", "ThreadState", "check_mode"]

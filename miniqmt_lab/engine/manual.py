@@ -1,42 +1,43 @@
 """Manual orders (``Engine.buy`` / ``Engine.sell``), on the caller's thread.
 
-The same path as a rule signal's order: checked, reserved in the book, recorded with rule
-``manual``, then sent through :meth:`miniqmt_lab.engine.execution.Execution.submit`. Bad input
-raises the typed errors of :mod:`miniqmt_lab.errors` before anything is reserved.
+The same path as a rule signal's order (:meth:`miniqmt_lab.engine.execution.Execution.place`): the
+pre-trade check, reservation in the book, the record with rule ``manual``, the broker. Bad input
+raises the typed errors of :mod:`miniqmt_lab.errors` before anything is reserved; a refused manual
+order stays in the signals table with the reason.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
-from typing import TYPE_CHECKING
 
 from miniqmt_lab import market
 from miniqmt_lab.engine.book import PendingOrder
+from miniqmt_lab.engine.context import RunContext
+from miniqmt_lab.engine.execution import Execution
 from miniqmt_lab.engine.store import SignalRow
 from miniqmt_lab.errors import (
     EngineNotRunning,
     InsufficientPosition,
     InvalidPrice,
     InvalidVolume,
-    OutsideTradingTime,
     PriceLimitBreached,
 )
 from miniqmt_lab.rules import RULE_MANUAL
 from miniqmt_lab.schema import LOT, Outcome, Side
 
-if TYPE_CHECKING:
-    from miniqmt_lab.engine.trading import Trader
 
-
-def manual_order(trader: Trader, side: Side, code: object, volume: object, amount: object, price: object) -> str:
-    """Place a manual order through ``trader``; returns the broker's order id."""
-    if not trader.accepting:
+def manual_order(
+    ctx: RunContext, execution: Execution, side: Side, code: object, volume: object, amount: object, price: object
+) -> str:
+    """Place a manual order; returns the broker's order id."""
+    if not ctx.accepting:
         raise EngineNotRunning("the engine is not running: start it before placing orders")
     norm = market.normalize_code(code)
-    with trader.book.lock:
-        quote = trader.book.quotes.get(norm)
-        state = trader.book.state(norm)
+    with ctx.book.lock:
+        quote = ctx.book.quotes.get(norm)
+        state = ctx.book.state(norm)
+        free = ctx.book.free_available(norm)
     if price is not None:
         px = market.check_price(price)
     elif quote is not None:
@@ -48,26 +49,27 @@ def manual_order(trader: Trader, side: Side, code: object, volume: object, amoun
     else:
         if state.volume <= 0:
             raise InsufficientPosition(f"no holding of {norm} to sell")
+        if isinstance(volume, int | float) and not isinstance(volume, bool) and volume > state.available:
+            raise InsufficientPosition(
+                f"sell {volume} {norm}: you hold {state.volume} ({max(free, 0)} available now)"
+            )
         shares = market.check_sell_volume(volume, state.volume, state.available)
-    now = trader.clock.now()
-    if not trader.clock.is_trading_time():
-        raise OutsideTradingTime(f"{now:%Y-%m-%d %H:%M} is outside trading time (09:30-11:30, 13:00-15:00)")
+    now = ctx.clock.now()
     if quote is not None:
-        up, down = trader.limits(norm, quote.prev_close, quote.name)
+        up, down = ctx.limits(norm, quote.prev_close, quote.name)
         if side is Side.BUY and px >= up - 1e-9:
             raise PriceLimitBreached(f"buy {norm} at {px:.2f}: at or above the up-limit {up:.2f}")
         if side is Side.SELL and px <= down + 1e-9:
             raise PriceLimitBreached(f"sell {norm} at {px:.2f}: at or below the down-limit {down:.2f}")
     client_id = f"manual-{uuid.uuid4().hex[:12]}"
-    order = PendingOrder(client_id, norm, side, shares, px, RULE_MANUAL)
-    trader.book.reserve(order, trader.fees)
-    trader.store.insert_signal(
-        SignalRow(client_id, now, now, norm, "manual", side.value, px, shares, Outcome.SUBMITTED.value,
+    ctx.store.insert_signal(
+        SignalRow(client_id, now, now, norm, "manual", side.value, px, shares, Outcome.PENDING.value,
                   "manual order", f"{norm}|manual|{client_id}")
     )
-    trader.on_change()
-    order_id = trader.execution.submit(order, now)
-    order.done.wait(trader.settings.engine.call_timeout)
+    ctx.on_change()
+    order = PendingOrder(client_id, norm, side, shares, px, RULE_MANUAL)
+    order_id = execution.place(order, now)
+    order.done.wait(ctx.settings.engine.call_timeout)
     return order_id
 
 

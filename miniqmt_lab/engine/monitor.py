@@ -1,79 +1,68 @@
-"""The ``monitor`` thread's work: tick rounds through the rule kernel.
+"""The ``monitor`` thread's work: tick rounds through the bad-tick test and the rule kernel.
 
 A round of ticks, stocks in ascending code order, each completely before the next
-(docs/contracts.md, parity steps 1-8). A signal with an order is handed to the strategy thread
-(:mod:`miniqmt_lab.engine.execution`) with an acknowledgement, and the monitor waits until the
-order's fills are in the book. Before each round it runs the trader's broker sync when that is due.
+(docs/contracts.md, parity steps 1-8). Per tick: the code and price must be usable; the price must
+lie within the day's limit band (rules.md, "Bad ticks": a tick outside it changes nothing, here and
+in the backtest); a paper venue sees the tick; then the kernel decides. A signal with an order is
+handed to the strategy thread (:mod:`miniqmt_lab.engine.execution`) with an acknowledgement, and the
+monitor waits until the order's fills are in the book. An exception on one tick is logged and
+recorded, and the round goes on with the next stock. Before each round ``before_round`` runs (the
+broker sync when it is due).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 import logging
 import math
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from miniqmt_lab import market
-from miniqmt_lab.engine.execution import Task
+from miniqmt_lab.engine.context import RunContext, Task
 from miniqmt_lab.engine.guards import FINAL_FOR_EXECUTION, Signal, repeat_key, signal_id, tick_problem
+from miniqmt_lab.engine.journal import JournalRow
 from miniqmt_lab.engine.store import SignalRow
 from miniqmt_lab.records import local_text
-from miniqmt_lab.rules import (
-    RULE_NONE,
-    decide_entry_nb,
-    decide_nb,
-)
+from miniqmt_lab.rules import RULE_NONE, decide_entry_nb, decide_nb, outside_band_nb
 from miniqmt_lab.schema import Blocked, Outcome, Tick, TickRound
-
-if TYPE_CHECKING:
-    from miniqmt_lab.engine.trading import Trader
 
 log = logging.getLogger(__name__)
 
 END_OF_ROUND = "\uffff"  # progress code meaning "every tick of the round is done"
 
 
-@dataclasses.dataclass
-class MonitorStats:
-    rounds: int = 0
-    ticks: int = 0
-    busy_seconds: float = 0.0  # time spent processing rounds, waits for fills included
-    signals: int = 0
-    bad_ticks: int = 0
-    skipped_ticks: int = 0  # already handled before a restart
-
-
 class Monitor:
-    """Tick rounds of ``trader``'s feed, decided on its book and handed to its strategy thread."""
+    """Tick rounds of the run's feed, decided on its book and handed to its strategy thread."""
 
-    def __init__(self, trader: Trader) -> None:
-        self.trader = trader
-        self._ack_timeout = 2 * trader.settings.engine.call_timeout + 1.0
+    def __init__(self, ctx: RunContext, before_round: Callable[[], None]) -> None:
+        self.ctx = ctx
+        self.before_round = before_round
+        self._ack_timeout = 2 * ctx.settings.engine.call_timeout + 1.0
+        self._observe = getattr(ctx.broker, "observe_tick", None)  # a paper venue follows the market
 
     def step(self) -> float:
-        trader = self.trader
-        interval = trader.settings.engine.monitor_interval
-        trader.sync_broker_if_due()
-        wait = trader.clock.seconds_to_next_session()
+        ctx = self.ctx
+        interval = ctx.settings.engine.monitor_interval
+        self.before_round()
+        wait = ctx.clock.seconds_to_next_session()
         if wait > 0:
-            return min(wait, trader.settings.engine.idle_sleep)
-        if not trader.accepting:
+            return min(wait, ctx.settings.engine.idle_sleep)
+        if not ctx.accepting:
             # stopping: a round taken now would be left unprocessed, and a resumed replay starts after it
             return interval
-        rnd = trader.runner.call(
-            "feed.next_round", trader.feed.next_round, interval, timeout=interval + trader.settings.engine.call_timeout
+        rnd = ctx.feed_calls.call(
+            "feed.next_round", ctx.feed.next_round, interval, timeout=interval + ctx.settings.engine.call_timeout
         )
         if rnd is None:
-            if trader.feed.finished():
-                trader.drained.set()
+            if ctx.feed.finished():
+                ctx.drained.set()
             return interval
-        trader.drained.clear()
+        ctx.drained.clear()
         processed = self.process_round(rnd)
-        if trader.feed.finished():
-            trader.drained.set()
+        if ctx.feed.finished():
+            ctx.drained.set()
         return interval if processed else 0.0  # rounds handled before a restart are skipped without a pause
 
     def process_round(self, rnd: TickRound) -> bool:
@@ -83,8 +72,8 @@ class Monitor:
         stops mid-round, the round ends at the tick in hand, unmarked: its order may have been refused
         as the engine was stopping, so a restart evaluates it and the rest of the round again.
         """
-        trader = self.trader
-        book, stats = trader.book, trader.stats
+        ctx = self.ctx
+        book, stats = ctx.book, ctx.stats
         started = time.perf_counter()
         with book.lock:
             progress = book.progress
@@ -93,58 +82,82 @@ class Monitor:
             if rnd.time < progress[0] and not stats.skipped_ticks:
                 log.warning(
                     "rounds up to %s were handled before (database %s): skipping them; use another database"
-                    " to replay an earlier period", progress[0], trader.store.path,
+                    " to replay an earlier period", progress[0], ctx.store.path,
                 )
             stats.skipped_ticks += len(rnd.ticks)
             return False
-        book.roll_day(market.to_shanghai(rnd.time).date())
+        day = market.to_shanghai(rnd.time).date()
+        book.roll_day(day)
         journal_rows = []
         texts: dict[dt.datetime, str] = {}  # the ticks of a round share one or two times
-        for tick in sorted(rnd.ticks, key=lambda t: t.code):
+        for tick in sorted(rnd.ticks, key=lambda t: str(t.code)):
+            note, base = "", tick.prev_close
             if progress is not None and (rnd.time, tick.code) <= progress:
                 stats.skipped_ticks += 1
             else:
-                self.process_tick(tick, rnd.time)
-                if not trader.accepting:
+                try:
+                    note, base = self.process_tick(tick, rnd.time, day)
+                except Exception as exc:  # one stock's failure must not take the round's other stocks down
+                    stats.tick_errors += 1
+                    note = f"error: {type(exc).__name__}: {exc}"
+                    log.exception("tick of %s at %s failed; the round goes on", tick.code, rnd.time)
+                    ctx.issue("tick_error", str(tick.code), f"tick at {tick.time} not processed: {note}")
+                if not ctx.accepting:
                     break
                 book.mark_progress(rnd.time, tick.code)
-            journal_rows.append(_journal_row(tick, texts))
+            journal_rows.append(_journal_row(tick, base, note, texts))
         else:
             book.mark_progress(rnd.time, END_OF_ROUND)
             stats.rounds += 1
-        if trader.journal is not None:
-            trader.journal.append(journal_rows)
+        if ctx.journal is not None:
+            try:
+                ctx.journal.append(journal_rows)
+            except Exception as exc:  # the journal is a record of the ticks; losing it must not stop trading
+                ctx.issue("journal", "", f"journal {ctx.journal.path}: {exc}")
         stats.ticks += len(journal_rows)
         stats.busy_seconds += time.perf_counter() - started
         return True
 
-    def process_tick(self, tick: Tick, round_time: dt.datetime) -> None:
-        trader = self.trader
+    def process_tick(self, tick: Tick, round_time: dt.datetime, day: dt.date) -> tuple[str, float]:
+        """One tick, completely; returns (the journal's note, the day's base price used)."""
+        ctx = self.ctx
+        base = tick.prev_close if tick.prev_close > 0 else ctx.book.base_price(str(tick.code), day)
         problem = tick_problem(tick)
+        if problem is None:
+            up, down = ctx.band(tick.code, base, tick.name, tick.limits)
+            if outside_band_nb(float(tick.price), up, down):
+                problem = f"price {tick.price} outside the day's band {down:.2f}-{up:.2f} (base {base:.2f})"
         if problem is not None:
-            trader.stats.bad_ticks += 1
-            trader.issue("bad_tick", str(tick.code), f"tick ignored at {tick.time}: {problem}")
-            return
-        signal, outcome = self.decide(tick, round_time)
+            ctx.stats.bad_ticks += 1
+            ctx.issue("bad_tick", str(tick.code), f"tick ignored at {tick.time}: {problem}")
+            return f"bad tick: {problem}", base
+        if self._observe is not None:
+            self._observe(tick, base)
+        if ctx.book.unresolved(tick.code):
+            ctx.stats.unresolved_skips += 1
+            ctx.book.observe(tick.code, float(tick.price), base, tick.name, tick.time)
+            return "an order of this stock has an unknown outcome: no rule ran", base
+        signal, outcome = self.decide(tick, base, round_time, day)
         if signal is None:
-            return
-        trader.stats.signals += 1
+            return "", base
+        ctx.stats.signals += 1
         if signal.volume == 0:
             self._record_no_action(signal, outcome)
-        elif not trader.auto_trading:
+        elif not ctx.auto_trading:
             self._record(signal, Outcome.NOT_EXECUTED, "auto trading is off")
         else:
             self._hand_over(signal)
+        return "", base
 
-    def decide(self, tick: Tick, round_time: dt.datetime) -> tuple[Signal | None, int]:
+    def decide(self, tick: Tick, base: float, round_time: dt.datetime, day: dt.date) -> tuple[Signal | None, int]:
         """The kernel's decision on one tick (parity step 3), or (None, 0) when no rule fires."""
-        trader = self.trader
-        book, params, fees = trader.book, trader.params, trader.fees
+        ctx = self.ctx
+        book, params, fees = ctx.book, ctx.params, ctx.fees_for(day)
         code, p = tick.code, float(tick.price)
-        up, down = trader.limits(code, tick.prev_close, tick.name)
+        up, down = ctx.limits(code, base, tick.name, tick.limits)
         min_buy = _min_buy_volume(code)
         with book.lock:
-            state = book.observe(code, p, tick.prev_close, tick.name, tick.time)
+            state = book.observe(code, p, base, tick.name, tick.time)
             # reserved cash and shares belong to orders in flight: the rules see only what is free
             cash = book.free_cash()
             if state.volume > 0:
@@ -152,7 +165,7 @@ class Monitor:
                 free = state._replace(available=max(0, state.available - reserved)) if reserved else state
                 rule, volume, outcome = decide_nb(free, p, cash, min_buy, up, down, params, fees)
                 opened = book.positions[code].opened_at
-            elif tick.bar_close and trader.entries is not None and trader.entries.is_entry(code, tick.trade_time, p):
+            elif tick.bar_close and ctx.entries is not None and ctx.entries.is_entry(code, tick.trade_time, p):
                 rule, volume, outcome = decide_entry_nb(state, p, cash, min_buy, up, params, fees)
                 opened = ""
             else:
@@ -165,7 +178,7 @@ class Monitor:
             rule=int(rule),
             price=p,
             volume=int(volume),
-            detected_at=trader.clock.now(),
+            detected_at=ctx.clock.now(),
             stamp=tick.trade_time,
             tick_time=round_time,
             key=repeat_key(code, int(rule), state, opened),
@@ -173,17 +186,17 @@ class Monitor:
         return signal, int(outcome)
 
     def _record(self, signal: Signal, outcome: Outcome, message: str) -> None:
-        self.trader.store.insert_signal(
+        self.ctx.store.insert_signal(
             SignalRow(
                 signal.id, signal.detected_at, signal.stamp, signal.code, signal.rule_name, signal.side.value,
                 signal.price, signal.volume, outcome.value, message, signal.key,
             )
         )
-        self.trader.on_change()
+        self.ctx.on_change()
 
     def _record_no_action(self, signal: Signal, outcome: int) -> None:
         # a blocked rule fires again on every tick live; one record per holding state and window is enough
-        quiet = self.trader.quiet
+        quiet = self.ctx.quiet
         quiet_key = f"{signal.key}|{outcome}"
         if quiet.recent(quiet_key, signal.detected_at):
             return
@@ -192,18 +205,18 @@ class Monitor:
         self._record(signal, Outcome.blocked(blocked), blocked.message)
 
     def _hand_over(self, signal: Signal) -> None:
-        trader = self.trader
-        previous = trader.store.signal_outcome(signal.id)
+        ctx = self.ctx
+        previous = ctx.store.signal_outcome(signal.id)
         if previous in FINAL_FOR_EXECUTION:
             log.info("signal %s was %s before a restart: not executed again", signal.id, previous)
             return
-        if not trader.accepting:
+        if not ctx.accepting:
             self._record(signal, Outcome.NOT_EXECUTED, "the engine is stopping")
             return
         if previous is None:
             self._record(signal, Outcome.PENDING, "")
         task = Task(signal)
-        trader.tasks.put(task)
+        ctx.tasks.put(task)
         if not task.done.wait(self._ack_timeout):
             log.error("signal %s: no acknowledgement within %.1f s; going on", signal.id, self._ack_timeout)
 
@@ -211,15 +224,15 @@ class Monitor:
 _min_buy_volume = functools.lru_cache(maxsize=65536)(market.min_buy_volume)
 
 
-def _journal_price(value: float) -> float | None:
+def _journal_price(value: object) -> float | None:
     return float(value) if isinstance(value, float | int) and math.isfinite(value) else None
 
 
-def _journal_row(tick: Tick, texts: dict[dt.datetime, str]) -> tuple[str, str, str, float | None, int, float | None]:
-    """The journal's record of ``tick``; ``texts`` caches the stored text of the round's times."""
+def _journal_row(tick: Tick, base: float, note: str, texts: dict[dt.datetime, str]) -> JournalRow:
+    """The journal's record of ``tick`` (with the base price the engine used); ``texts`` caches the
+    stored text of the round's times."""
     for moment in (tick.time, tick.trade_time):
         if moment not in texts:
             texts[moment] = local_text(moment)
     return (texts[tick.time], texts[tick.trade_time], str(tick.code), _journal_price(tick.price),
-            int(tick.bar_close), _journal_price(tick.prev_close))
-
+            int(tick.bar_close), _journal_price(base), note)

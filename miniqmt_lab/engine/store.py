@@ -1,111 +1,44 @@
-"""SQLite persistence of the engine (WAL) and the per-session tick journal.
+"""SQLite persistence of the engine (WAL): the book, every fill, signal and problem, the trading state.
 
 The engine database (``settings.database_path``: ``paper.sqlite`` or ``live.sqlite``) holds the
 book (``positions``, cash and the trading day in ``meta``), every fill (``trade_records``), every
-signal with its outcome (``signals``, which is also the processed-signal memory) and bad input met
-(``issues``). A fill, the holding and cash it produces and its signal's outcome are written in one
-transaction, committed before the book shows them.
+signal with its outcome (``signals``, which is also the processed-signal memory), bad input met
+(``issues``), the last known price of each stock (``quotes``), the trading state's changes
+(``state_changes``) and corporate-action events (``events``). A fill, the holding and cash it
+produces and its signal's outcome are written in one transaction, committed before the book shows
+them. Its schema and migrations are in :mod:`miniqmt_lab.engine.dbschema`.
 
-The journal (``<database folder>/journal/<session>.sqlite``) records every tick the monitor
-evaluated, so a session can be replayed (``ReplayFeed.from_journal``) or backtested
-(:func:`miniqmt_lab.records.read_journal`). Times are stored as naive Asia/Shanghai local times.
+Every failing write raises :class:`StorageError` (naming the file) and calls ``on_failure``, which
+the engine uses to halt trading; reads of a stopped engine's records go through a read-only
+connection (:mod:`miniqmt_lab.records`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 import sqlite3
-import sys
 import threading
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import pandas as pd
 
 from miniqmt_lab import records
-from miniqmt_lab.engine.book import Position
+from miniqmt_lab.engine.book import Position, Quote
+from miniqmt_lab.engine.dbschema import DatabaseProblem, open_database
 from miniqmt_lab.engine.guards import FINAL_FOR_EXECUTION
 from miniqmt_lab.errors import MiniQmtError
+from miniqmt_lab.fsutil import owner_only
 from miniqmt_lab.records import from_local_text, local_text
 from miniqmt_lab.rules import holding
-from miniqmt_lab.schema import Outcome
-
-SCHEMA_VERSION = "1"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS positions (
-    stock_code TEXT PRIMARY KEY, stock_name TEXT NOT NULL, volume INTEGER NOT NULL, available INTEGER NOT NULL,
-    cost REAL NOT NULL, base_cost REAL NOT NULL, high REAL NOT NULL, profit_triggered INTEGER NOT NULL,
-    grid_k INTEGER NOT NULL, open_date TEXT, opened_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS trade_records (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, trade_id TEXT NOT NULL UNIQUE, order_id TEXT NOT NULL,
-    time TEXT NOT NULL, stock_code TEXT NOT NULL, side TEXT NOT NULL, price REAL NOT NULL, volume INTEGER NOT NULL,
-    amount REAL NOT NULL, commission REAL NOT NULL, rule TEXT NOT NULL, signal_id TEXT NOT NULL,
-    realised REAL NOT NULL, cash_after REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS signals (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, time TEXT NOT NULL, stamp TEXT NOT NULL,
-    stock_code TEXT NOT NULL, rule TEXT NOT NULL, side TEXT NOT NULL, price REAL, volume INTEGER NOT NULL,
-    outcome TEXT NOT NULL, message TEXT NOT NULL, repeat_key TEXT NOT NULL, order_id TEXT NOT NULL DEFAULT '');
-CREATE INDEX IF NOT EXISTS signals_outcome ON signals (outcome);
-CREATE TABLE IF NOT EXISTS issues (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, kind TEXT NOT NULL, stock_code TEXT NOT NULL,
-    message TEXT NOT NULL);
-"""
+from miniqmt_lab.schema import Outcome, TradingState
 
 
-class DatabaseInUse(MiniQmtError, RuntimeError):
-    """Another running engine holds this database: two engines on one book would trade it twice."""
-
-
-class DatabaseLock:
-    """An exclusive lock on ``<database>.lock`` for the life of a running engine; the OS frees it
-    when the process dies, so a crashed engine never blocks its restart."""
-
-    def __init__(self, database: Path) -> None:
-        self.database = database
-        self.path = database.with_name(database.name + ".lock")
-        self._file: BinaryIO | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        file = open(self.path, "a+b")  # noqa: SIM115 - held open while the engine runs
-        try:
-            _lock_file(file)
-        except OSError:
-            file.close()
-            raise DatabaseInUse(f"another engine is running on {self.database}: stop it first") from None
-        self._file = file
-
-    def release(self) -> None:
-        if self._file is not None:
-            self._file.close()  # closing the file drops the lock
-            self._file = None
-
-
-def _lock_file(file: BinaryIO) -> None:
-    if sys.platform == "win32":
-        import msvcrt
-
-        file.seek(0)
-        msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
-    con.execute("PRAGMA journal_mode=WAL")
-    # WAL + NORMAL survives a killed process; only a power loss may drop the last commits
-    con.execute("PRAGMA synchronous=NORMAL")
-    return con
+class StorageError(MiniQmtError, RuntimeError):
+    """A write to the engine database failed (locked too long, disk full, file gone, read-only)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +48,9 @@ class StoredBook:
     day: dt.date | None
     progress: tuple[dt.datetime, str] | None
     positions: list[Position]
+    quotes: dict[str, Quote]
+    trading_state: TradingState
+    state_reason: str
 
 
 @dataclass(frozen=True)
@@ -152,12 +88,16 @@ class SignalRow:
 class Store:
     """The engine database; one connection shared by the engine's threads under a lock."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self, path: str | Path, *, timeout: float = 10.0, on_failure: Callable[[str], None] = lambda why: None
+    ) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
-        self._con = _connect(self.path)
-        self._con.executescript(_SCHEMA)
+        self._con = open_database(self.path, timeout=timeout)
+        for name in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            owner_only(name)
         self._closed = False
+        self.on_failure = on_failure
 
     def close(self) -> None:
         with self._lock:
@@ -169,14 +109,24 @@ class Store:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._closed:
-                raise RuntimeError(f"the engine database {self.path} is closed")
-            self._con.execute("BEGIN IMMEDIATE")
+                raise StorageError(f"the engine database {self.path} is closed")
             try:
-                yield self._con
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+                self._con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._con
+                except BaseException:
+                    self._con.execute("ROLLBACK")
+                    raise
+                self._con.execute("COMMIT")
+            except sqlite3.Error as exc:
+                why = f"writing to {self.path} failed: {exc}"
+                self.on_failure(why)
+                raise StorageError(why) from exc
+            if not self.path.exists():
+                # the file was deleted under a running engine: its writes go nowhere a restart can find
+                why = f"the engine database {self.path} was deleted while the engine ran"
+                self.on_failure(why)
+                raise StorageError(why)
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         with self._lock:
@@ -188,9 +138,9 @@ class Store:
     # -- the book ---------------------------------------------------------------------------------
 
     def load(self, initial_cash: float) -> StoredBook:
-        """The stored book; a new database starts with ``initial_cash`` and no holdings."""
+        """The stored book; a new database starts with ``initial_cash`` and no holdings. A book that
+        cannot be right (cash not a number, impossible holdings) is a :class:`DatabaseProblem`."""
         with self._transaction() as con:
-            con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
             con.execute("INSERT OR IGNORE INTO meta VALUES ('initial_cash', ?)", (repr(float(initial_cash)),))
             con.execute("INSERT OR IGNORE INTO meta VALUES ('cash', ?)", (repr(float(initial_cash)),))
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
@@ -198,21 +148,40 @@ class Store:
                 "SELECT stock_code, stock_name, volume, available, cost, base_cost, high, profit_triggered, grid_k,"
                 " open_date, opened_at FROM positions ORDER BY stock_code"
             ).fetchall()
-        positions = [
-            Position(
-                code,
-                name,
-                holding(volume, available, cost, base_cost, high, bool(tp), grid_k),
-                dt.date.fromisoformat(open_date) if open_date else None,
-                opened_at,
-            )
-            for code, name, volume, available, cost, base_cost, high, tp, grid_k, open_date, opened_at in rows
-        ]
+            quote_rows = con.execute("SELECT stock_code, price, prev_close, stock_name, time FROM quotes").fetchall()
+        try:
+            return self._stored_book(meta, rows, quote_rows)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise DatabaseProblem(f"{self.path}: the stored book is not valid ({exc}); the engine will not"
+                                  " start on it") from None
+
+    def _stored_book(self, meta: dict[str, str], rows: list[tuple], quote_rows: list[tuple]) -> StoredBook:
+        cash, initial = float(meta["cash"]), float(meta["initial_cash"])
+        if not (math.isfinite(cash) and math.isfinite(initial)):
+            raise ValueError(f"cash {meta['cash']!r} / initial cash {meta['initial_cash']!r} is not a number")
+        positions = []
+        for code, name, volume, available, cost, base_cost, high, tp, grid_k, open_date, opened_at in rows:
+            numbers = (cost, base_cost, high)
+            if not (isinstance(volume, int) and isinstance(available, int) and volume > 0 and 0 <= available <= volume
+                    and all(isinstance(x, int | float) and math.isfinite(x) and x > 0 for x in numbers)
+                    and isinstance(grid_k, int) and grid_k >= 0):
+                raise ValueError(f"holding of {code}: volume {volume!r}, available {available!r}, cost {cost!r},"
+                                 f" base cost {base_cost!r}, high {high!r}, grid steps {grid_k!r}")
+            positions.append(Position(
+                code, name, holding(volume, available, cost, base_cost, high, bool(tp), grid_k),
+                dt.date.fromisoformat(open_date) if open_date else None, opened_at,
+            ))
+        quotes = {
+            code: Quote(float(price), math.nan if prev is None else float(prev), name, from_local_text(time))
+            for code, price, prev, name, time in quote_rows
+            if isinstance(price, int | float) and math.isfinite(price) and price > 0
+        }
         progress = None
         if meta.get("progress_time"):
             progress = (from_local_text(meta["progress_time"]), meta.get("progress_code", ""))
         day = dt.date.fromisoformat(meta["day"]) if meta.get("day") else None
-        return StoredBook(float(meta["initial_cash"]), float(meta["cash"]), day, progress, positions)
+        state = TradingState(meta.get("trading_state", TradingState.ACTIVE.value))
+        return StoredBook(initial, cash, day, progress, positions, quotes, state, meta.get("state_reason", ""))
 
     @staticmethod
     def _write_book(
@@ -253,6 +222,20 @@ class Store:
         with self._transaction() as con:
             self._write_book(con, changed, closed, cash, day, progress)
 
+    @staticmethod
+    def _insert_trade(con: sqlite3.Connection, trade: TradeRow) -> bool:
+        cur = con.execute(
+            "INSERT OR IGNORE INTO trade_records (trade_id, order_id, time, stock_code, side, price, volume,"
+            " amount, commission, rule, signal_id, realised, cash_after)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                trade.trade_id, trade.order_id, local_text(trade.time), trade.code, trade.side, float(trade.price),
+                int(trade.volume), float(trade.amount), float(trade.commission), trade.rule, trade.signal_id,
+                float(trade.realised), float(trade.cash_after),
+            ),
+        )
+        return cur.rowcount == 1
+
     def save_fill(
         self,
         trade: TradeRow,
@@ -266,17 +249,7 @@ class Store:
         """Record a fill with the book it leads to (its holding, cash, progress and any other holding
         changed since the last save); False when the trade id is known already."""
         with self._transaction() as con:
-            cur = con.execute(
-                "INSERT OR IGNORE INTO trade_records (trade_id, order_id, time, stock_code, side, price, volume,"
-                " amount, commission, rule, signal_id, realised, cash_after)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    trade.trade_id, trade.order_id, local_text(trade.time), trade.code, trade.side, float(trade.price),
-                    int(trade.volume), float(trade.amount), float(trade.commission), trade.rule, trade.signal_id,
-                    float(trade.realised), float(trade.cash_after),
-                ),
-            )
-            if cur.rowcount == 0:
+            if not self._insert_trade(con, trade):
                 return False
             changed = [*other_changed, *([position] if position is not None else [])]
             closed = [*other_closed, *([] if position is not None else [trade.code])]
@@ -287,6 +260,43 @@ class Store:
                     (Outcome.EXECUTED.value, signal_outcome[1], signal_outcome[0]),
                 )
         return True
+
+    def save_quotes(self, quotes: Iterable[tuple[str, Quote]]) -> None:
+        """The last price of each stock, so a restart values holdings at it (with its time), not at cost."""
+        rows = [(code, float(q.price), None if math.isnan(q.prev_close) else float(q.prev_close), q.name,
+                 local_text(q.time)) for code, q in quotes]
+        if rows:
+            with self._transaction() as con:
+                con.executemany("INSERT OR REPLACE INTO quotes VALUES (?, ?, ?, ?, ?)", rows)
+
+    def save_trading_state(self, state: str, reason: str, time: dt.datetime, by: str) -> None:
+        with self._transaction() as con:
+            con.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                            [("trading_state", state), ("state_reason", reason)])
+            con.execute("INSERT INTO state_changes (time, state, reason, by) VALUES (?, ?, ?, ?)",
+                        (local_text(time), state, reason, by))
+
+    def trade_known(self, trade_id: str) -> bool:
+        return bool(self._query("SELECT 1 FROM trade_records WHERE trade_id = ?", (trade_id,)))
+
+    def save_kept(
+        self,
+        trades: Sequence[TradeRow],
+        changed: Iterable[Position],
+        closed: Iterable[str],
+        cash: float,
+        day: dt.date | None,
+        progress: tuple[dt.datetime, str] | None,
+    ) -> None:
+        """Fills the database refused earlier, with the book as it is now (which already shows them)."""
+        with self._transaction() as con:
+            for trade in trades:
+                self._insert_trade(con, trade)
+                if trade.signal_id:
+                    con.execute("UPDATE signals SET outcome = ?, message = ? WHERE id = ?",
+                                (Outcome.EXECUTED.value, f"filled {trade.volume} at {trade.price:.2f}",
+                                 trade.signal_id))
+            self._write_book(con, changed, closed, cash, day, progress)
 
     # -- signals ----------------------------------------------------------------------------------
 
@@ -325,9 +335,9 @@ class Store:
         with self._transaction() as con:
             cur = con.execute(
                 "UPDATE signals SET outcome = ?, message = 'the engine stopped before the broker confirmed;"
-                " the broker sync shows whether it filled' WHERE outcome = ?"
+                " the broker sync shows whether it filled' WHERE outcome IN (?, ?)"
                 " AND id NOT IN (SELECT signal_id FROM trade_records)",
-                (Outcome.INTERRUPTED.value, Outcome.SUBMITTED.value),
+                (Outcome.INTERRUPTED.value, Outcome.SUBMITTED.value, Outcome.UNKNOWN.value),
             )
             con.execute(
                 "UPDATE signals SET outcome = ?, message = 'the engine stopped before executing it' WHERE outcome = ?",
@@ -366,57 +376,3 @@ class Store:
 
     def issues_frame(self) -> pd.DataFrame:
         return records.issues_frame(self._query)
-
-
-# -- the tick journal -------------------------------------------------------------------------------
-
-
-class Journal:
-    """Append-only record of the ticks the monitor evaluated in one session.
-
-    Rows are buffered and written about once a second (and at close): a crash may lose the last
-    second of the journal, never a trade record.
-    """
-
-    FLUSH_SECONDS = 1.0
-    FLUSH_ROWS = 20_000
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._con = _connect(self.path)
-        self._con.execute(
-            "CREATE TABLE IF NOT EXISTS ticks (time TEXT NOT NULL, stamp TEXT NOT NULL, stock_code TEXT NOT NULL,"
-            " price REAL, bar_close INTEGER NOT NULL, prev_close REAL)"
-        )
-        self._buffer: list[tuple[str, str, str, float | None, int, float | None]] = []
-        self._flushed = time.monotonic()
-        self._closed = False
-
-    def append(self, rows: Sequence[tuple[str, str, str, float | None, int, float | None]]) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._buffer.extend(rows)
-            if len(self._buffer) >= self.FLUSH_ROWS or time.monotonic() - self._flushed >= self.FLUSH_SECONDS:
-                self._flush()
-
-    def flush(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._flush()
-
-    def _flush(self) -> None:
-        if self._buffer:
-            self._con.execute("BEGIN")
-            self._con.executemany("INSERT INTO ticks VALUES (?, ?, ?, ?, ?, ?)", self._buffer)
-            self._con.execute("COMMIT")
-            self._buffer = []
-        self._flushed = time.monotonic()
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._flush()
-                self._closed = True
-                self._con.close()

@@ -217,20 +217,60 @@ class Watchdog:
 
 
 class CallRunner:
-    """Runs broker and feed calls on a few worker threads so that a hung call cannot hang a loop."""
+    """Runs broker or feed calls on worker threads under a timeout, so that a hung call cannot hang a loop.
 
-    def __init__(self, timeout: float, workers: int = 4) -> None:
+    A call that times out keeps its worker until it returns (Python cannot kill a thread); when every
+    worker is held so, the next call gets a thread of its own instead of queueing behind them, so hung
+    replies never use the engine up. ``hung`` counts calls past their timeout that have not returned.
+    """
+
+    def __init__(self, timeout: float, workers: int = 4, name: str = "call") -> None:
         self.timeout = timeout
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="miniqmt-call")
+        self._name = name
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"miniqmt-{name}")
+        self._free = threading.BoundedSemaphore(workers)
+        self._lock = threading.Lock()
+        self._hung = 0
+
+    @property
+    def hung(self) -> int:
+        with self._lock:
+            return self._hung
+
+    def _start(self, fn: Callable[..., T], args: tuple[object, ...]) -> concurrent.futures.Future[T]:
+        if self._free.acquire(blocking=False):
+            def pooled() -> T:
+                try:
+                    return fn(*args)
+                finally:
+                    self._free.release()
+
+            return self._pool.submit(pooled)
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def own() -> None:
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        threading.Thread(target=own, name=f"miniqmt-{self._name}-extra", daemon=True).start()
+        return future
 
     def call(self, what: str, fn: Callable[..., T], *args: object, timeout: float | None = None) -> T:
         limit = self.timeout if timeout is None else timeout
-        future = self._pool.submit(fn, *args)
+        future = self._start(fn, args)
         try:
             return future.result(timeout=limit)
         except concurrent.futures.TimeoutError:
-            future.cancel()
+            with self._lock:
+                self._hung += 1
+            future.add_done_callback(self._returned_late)
             raise BrokerTimeout(f"{what} did not return within {limit:g} s") from None
+
+    def _returned_late(self, future: concurrent.futures.Future[object]) -> None:
+        with self._lock:
+            self._hung -= 1
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
