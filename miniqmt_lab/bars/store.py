@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from miniqmt_lab.bars.adjust import Adjust, adjust_bars, adjustment_factors, check_adjust
@@ -438,29 +439,31 @@ def _bound(value: Any, freq: str) -> Any:
 
 
 def _fetch_bars(con: duckdb.DuckDBPyConnection, table: str, t: str, where: str, params: list[Any]) -> pd.DataFrame:
-    """The bars, sorted by DuckDB; codes and names come out as categoricals through DuckDB ENUM types, so no
-    Python string is made per row."""
+    """The bars, sorted by DuckDB. Codes and names travel as the integer positions of DuckDB ENUM types and
+    become pandas categoricals here, so no Python string is made per row and no column is copied twice."""
     [(code_list, name_list)] = con.execute(
         f"SELECT list(DISTINCT stock_code), list(DISTINCT stock_name) FROM {table}{where}", params
     ).fetchall()
     codes = sorted(code_list or [])
     names = sorted(name for name in name_list or [] if name is not None)
-    numbers = ", ".join((*PRICE_COLUMNS, "volume", "amount"))
-    if not codes:
-        frame = con.execute(f"SELECT stock_code, stock_name, {t}, {numbers} FROM {table} WHERE false").df()
-    else:
-        name = f"CAST(stock_name AS {_enum(names)})" if names else "stock_name"
-        frame = con.execute(
-            f"SELECT CAST(stock_code AS {_enum(codes)}) AS stock_code, {name} AS stock_name, {t}, {numbers}"
-            f" FROM {table}{where} ORDER BY {t}, stock_code",
-            params,
-        ).df()
-    for col in ("stock_code", "stock_name"):
-        if isinstance(frame[col].dtype, pd.CategoricalDtype):
-            frame[col] = frame[col].cat.as_unordered()
-        else:
-            frame[col] = frame[col].astype(object).astype("category")
-    return frame
+    numbers = (*PRICE_COLUMNS, "volume", "amount")
+    code_id = f"enum_code(CAST(stock_code AS {_enum(codes)}))" if codes else "0"
+    name_id = f"enum_code(CAST(stock_name AS {_enum(names)}))" if names else "NULL::INTEGER"
+    columns = con.execute(
+        f"SELECT {code_id} AS code_id, {name_id} AS name_id, {t}, {', '.join(numbers)}"
+        f" FROM {table}{where} ORDER BY {t}, code_id",
+        params,
+    ).fetchnumpy()
+    name_ids = np.ma.filled(np.ma.asarray(columns["name_id"]).astype(np.int64), -1)
+    frame = {
+        "stock_code": pd.Categorical.from_codes(np.asarray(columns["code_id"], dtype=np.int64), categories=codes),
+        "stock_name": pd.Categorical.from_codes(name_ids, categories=names),
+        t: np.asarray(columns[t]).astype("datetime64[us]", copy=False),
+    }
+    for col in numbers:
+        values = columns[col]
+        frame[col] = np.ma.filled(values.astype(np.float64), np.nan) if np.ma.isMaskedArray(values) else values
+    return pd.DataFrame(frame, copy=False)
 
 
 def _select_actions(
