@@ -154,14 +154,8 @@ class BarStore:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection inside one transaction: committed when the block ends, rolled back if it raises."""
-        with self._connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+        with self._connect() as con, _atomic(con):
+            yield con
 
     def _open_waiting_for_lock(self) -> duckdb.DuckDBPyConnection:
         """Another process holding the file lock is a short write or read; wait for it, within limits."""
@@ -268,8 +262,9 @@ class BarStore:
             )
             frames.append(frame)
             skipped += skips
-        bars = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        bars = bars.drop_duplicates(["stock_code", time_column(freq)], keep="last")
+        bars = frames[0]
+        if len(frames) > 1:
+            bars = pd.concat(frames, ignore_index=True).drop_duplicates(["stock_code", time_column(freq)], keep="last")
         with self._transaction() as con:
             rows = _insert_bars(con, bars, freq)
         return ImportReport(rows, merge_skipped(skipped), tuple(str(f) for f in files))
@@ -322,7 +317,7 @@ class BarStore:
         how = check_adjust(adjust)
         table, t, sql_type = _bar_table(freq)
         where, params = _bar_filter(codes, start, end, freq)
-        with self._connect() as con, _snapshot(con):
+        with self._connect() as con, _atomic(con):
             bars = _fetch_bars(con, table, t, where, params)
             wanted = list(bars["stock_code"].cat.categories)
             first, last = (bars[t].min(), bars[t].max()) if len(bars) else (None, None)
@@ -386,13 +381,16 @@ def _registered(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) 
 
 
 @contextlib.contextmanager
-def _snapshot(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Reads that see one state of the store (the codes listed first are the codes fetched after)."""
+def _atomic(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction: writes all or nothing; reads see one state of the store (the codes a query lists
+    first are the codes it fetches after)."""
     con.execute("BEGIN TRANSACTION")
     try:
         yield
-    finally:
-        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 def _code_frame(codes: list[str]) -> pd.DataFrame:
