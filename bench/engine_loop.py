@@ -25,6 +25,7 @@ import pandas as pd
 from miniqmt_lab.bars import sample_codes
 from miniqmt_lab.config import Settings
 from miniqmt_lab.engine import Engine, ReplayClock, ReplayFeed
+from miniqmt_lab.factory import build_engine
 from miniqmt_lab.market import SHANGHAI, fee_params, min_buy_volume
 from miniqmt_lab.rules import decide_nb, holding, limit_prices_nb, observe_price_nb
 from miniqmt_lab.rules.params import rule_params
@@ -56,12 +57,12 @@ def engine_per_tick(n: int, rounds: int, folder: Path, rng: np.random.Generator)
     opening = pd.DatetimeIndex([pd.Timestamp("2024-03-04 14:57")])
     day1 = tick_frame(codes, opening, np.full(n, COST), bar_close=True)
     entries = pd.DataFrame(True, index=opening, columns=codes)
-    run(Engine(settings, feed=ReplayFeed.from_ticks(day1), entries=entries))
+    run(build_engine(settings, replay=ReplayFeed.from_ticks(day1), entries=entries))
 
     times = pd.Timestamp("2024-03-05 09:30") + pd.to_timedelta(np.arange(rounds) * 3, unit="s")
     prices = np.round(COST * (1 + rng.uniform(-BAND, BAND, (rounds, n))), 2)
     ticks = tick_frame(codes, pd.DatetimeIndex(times), prices, bar_close=False)
-    engine = run(Engine(settings, feed=ReplayFeed.from_ticks(ticks), entries="none"))
+    engine = run(build_engine(settings, replay=ReplayFeed.from_ticks(ticks), entries="none"))
     stats = engine.status()["monitor"]
     assert len(engine.positions()) == n and len(engine.trades()) == n and stats["ticks"] == len(ticks)
     return stats["busy_seconds"] / stats["ticks"], ticks

@@ -49,6 +49,10 @@ class EngineNotRunning(MiniQmtError):
     """A command reached an engine that is stopped or stopping."""
 
 
+class EngineRunning(MiniQmtError):
+    """A change that needs a stopped engine reached a running one."""
+
+
 class BrokerTimeout(MiniQmtError, TimeoutError):
     """A broker or feed call did not return within the call timeout."""
 

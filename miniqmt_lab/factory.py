@@ -61,10 +61,10 @@ def build_engine(
 
     from miniqmt_lab.qmt import QmtBroker, QmtFeed
 
-    feed = QmtFeed(settings, modules=modules)
+    quotes = QmtFeed(settings, modules=modules)
     if settings.engine.simulation:
-        return Engine(settings, broker=SimBroker(settings), feed=feed, entries=entries, database=database)
-    return Engine(settings, broker=QmtBroker(settings, modules=modules), feed=feed, entries=entries,
+        return Engine(settings, broker=SimBroker(settings), feed=quotes, entries=entries, database=database)
+    return Engine(settings, broker=QmtBroker(settings, modules=modules), feed=quotes, entries=entries,
                   database=database)
 
 

@@ -175,10 +175,17 @@ TRANSFER_FEE_SCHEDULE: tuple[tuple[str, float], ...] = (("1990-12-19", 0.00002),
 
 
 class FeeSettingsLike(Protocol):
-    commission_rate: float
-    min_commission: float
-    stamp_duty_schedule: tuple[tuple[str, float], ...]
-    transfer_fee_schedule: tuple[tuple[str, float], ...]
+    @property
+    def commission_rate(self) -> float: ...
+
+    @property
+    def min_commission(self) -> float: ...
+
+    @property
+    def stamp_duty_schedule(self) -> tuple[tuple[str, float], ...]: ...
+
+    @property
+    def transfer_fee_schedule(self) -> tuple[tuple[str, float], ...]: ...
 
 
 def rate_on(schedule: Sequence[tuple[str, float]], day: dt.date | None) -> float:

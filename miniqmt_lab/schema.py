@@ -22,6 +22,10 @@ from typing import Literal
 LOT = 100
 """Shares in a board lot (main boards and ChiNext buy in whole lots)."""
 
+HISTORY_DAYS = 400
+"""Calendar days of daily closes the live MACD entries load (EMA26 and EMA9 settle well within), and
+what a live feed refreshes into the bar store each day."""
+
 TickMode = Literal["ohlc", "close"]
 TICK_MODES: tuple[TickMode, ...] = ("ohlc", "close")
 
@@ -401,6 +405,7 @@ __all__ = [
     "ACTION_COLUMNS",
     "BLOCKED_NAMES",
     "EVENT_COLUMNS",
+    "HISTORY_DAYS",
     "INSTRUMENT_COLUMNS",
     "JOURNAL_COLUMNS",
     "LOT",

@@ -17,5 +17,7 @@ def userdata(tmp_path):
 
 @pytest.fixture(scope="module")
 def compiled_fees():
-    """The xtquant double prices fees with the numba kernel: compile it before any call runs under a timeout."""
+    """The xtquant double prices fees and price limits with the numba kernel: load it before any call
+    runs under a timeout (a first call takes about a second)."""
     market.order_fees(1.0, "BUY")
+    market.limit_prices("600000.SH", 10.0)

@@ -144,3 +144,101 @@ def test_bad_environment_names_the_variable(env, message):
 def test_with_values_rejects_unknown_names():
     with pytest.raises(ConfigError, match="nonsense: unknown setting"):
         Settings().with_values(nonsense=1)
+
+
+# -- sections validate themselves; TOML types are strict --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: config.RuleSettings(stop_loss_ratio=0.5), r"rules\.stop_loss_ratio: must be between -1 and 0"),
+        (lambda: config.EngineSettings(call_timeout=1e308), r"engine\.call_timeout: must be > 0 and <= 600"),
+        (lambda: config.EngineSettings(monitor_interval=float("inf")), r"engine\.monitor_interval"),
+        (lambda: config.FeeSettings(stamp_duty_schedule=(("2023-08-28", 0.0005), ("2023-01-01", 0.001))),
+         r"fees\.stamp_duty_schedule\[1\]\[0\]: dates must be strictly ascending"),
+        (lambda: config.ServerSettings(server_port=70000), r"server\.server_port"),
+        (lambda: config.AlertSettings(alert_events=("lunch",)), r"alerts\.alert_events\[0\]"),
+    ],
+)
+def test_every_section_validates_on_construction(build, message):
+    with pytest.raises(ConfigError, match=message):
+        build()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[engine]\nauto_trading = 'yes'\n", r"engine\.auto_trading: expected true or false"),
+        ("[rules]\nstop_loss_ratio = '-0.05'\n", r"rules\.stop_loss_ratio: expected a number"),
+        ("[engine]\ncall_timeout = 1e308\n", r"engine\.call_timeout: must be > 0 and <= 600"),
+        ("[fees]\nstamp_duty_schedule = [['2023-13-01', 0.001]]\n", r"expected a date like"),
+    ],
+)
+def test_toml_values_of_the_wrong_type_fail(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        config.load(path, environ={})
+
+
+def test_environment_text_is_still_parsed():
+    s = config.load(environ={"MINIQMT_AUTO_TRADING": "yes", "MINIQMT_STOP_LOSS_RATIO": "-0.05"})
+    assert s.engine.auto_trading is True and s.rules.stop_loss_ratio == -0.05
+
+
+# -- encodings --------------------------------------------------------------------------------------------
+
+
+def test_utf8_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + "# 配置\n[rules]\nstop_loss_ratio = -0.05\n".encode())
+    assert config.load(path, environ={}).rules.stop_loss_ratio == -0.05
+
+
+def test_a_gbk_file_is_one_line_naming_the_encoding(tmp_path):
+    path = tmp_path / "gbk.toml"
+    path.write_bytes("# 止损设置\n[rules]\nstop_loss_ratio = -0.05\n".encode("gbk"))
+    with pytest.raises(ConfigError, match=r"gbk\.toml: not UTF-8 \(it looks like GBK.*save it as UTF-8") as info:
+        config.load(path, environ={})
+    assert "\n" not in str(info.value)
+
+
+def test_a_binary_file_is_refused(tmp_path):
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\x00\x01\x02config")
+    with pytest.raises(ConfigError, match=r"binary\.toml: not a text file"):
+        config.load(path, environ={})
+
+
+# -- saving keeps the user's file; relative folders follow the file --------------------------------------------
+
+
+def test_saving_edits_the_file_in_place_keeping_comments(tmp_path):
+    path = tmp_path / "config.toml"
+    original = (
+        "# my settings\n\n[rules]\n# cut losses early\nstop_loss_ratio = -0.05  # tighter than default\n"
+        "grid_enabled = true\n\n[engine]\nauto_trading = false  # never on at start\n"
+    )
+    path.write_text(original, encoding="utf-8")
+    config.update_file(path, stop_loss_ratio=-0.06, initial_take_profit_ratio=0.08)
+    text = path.read_text(encoding="utf-8")
+    for comment in ("# my settings", "# cut losses early", "# tighter than default", "# never on at start"):
+        assert comment in text
+    assert "stop_loss_ratio = -0.06" in text and "initial_take_profit_ratio = 0.08" in text
+    loaded = config.load(path, environ={})
+    assert (loaded.rules.stop_loss_ratio, loaded.rules.initial_take_profit_ratio) == (-0.06, 0.08)
+    with pytest.raises(ConfigError, match=r"rules\.stop_loss_ratio"):
+        config.update_file(path, stop_loss_ratio=0.5)
+    assert path.read_text(encoding="utf-8") == text  # a refused change leaves the file as it was
+
+
+def test_relative_folders_are_taken_from_the_config_files_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "qmt"
+    folder.mkdir()
+    path = folder / "config.toml"
+    path.write_text("[paths]\ndata_dir = 'data'\nlog_dir = 'logs'\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # Jupyter started from another folder
+    s = config.load(path, environ={})
+    assert s.database_path == folder / "data" / "paper.sqlite"
+    assert s.log_path == folder / "logs"

@@ -10,10 +10,11 @@ import sys
 import time
 
 import pytest
+from engine_support import wait_for
 
 from miniqmt_lab.cli import main
 from miniqmt_lab.config import Settings
-from miniqmt_lab.engine.logsetup import LOG_NAME, cleanup_old_logs, setup_logging
+from miniqmt_lab.engine.logsetup import cleanup_old_logs, setup_logging
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
@@ -60,7 +61,9 @@ def test_headless_run_stops_cleanly_on_sigterm(tmp_path):
     try:
         line = proc.stdout.readline()
         assert "engine running (paper" in line, proc.stderr.read()
-        time.sleep(1.0)  # the feed finds no QMT client here: logged, and the engine keeps running
+        # there is no QMT client here: the engine runs on (and logs) all the same
+        wait_for(lambda: any("engine started" in f.read_text(encoding="utf-8")
+                             for f in (tmp_path / "logs").glob("miniqmt_lab-*.log")), what="the log's start line")
         assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
@@ -69,7 +72,8 @@ def test_headless_run_stops_cleanly_on_sigterm(tmp_path):
             proc.kill()
     assert proc.returncode == 0 and "engine stopped" in out
     assert (tmp_path / "data" / "paper.sqlite").exists()
-    assert "engine started" in (tmp_path / "logs" / LOG_NAME).read_text(encoding="utf-8")
+    (log_file,) = (tmp_path / "logs").glob("miniqmt_lab-*.log")  # one file per process
+    assert "engine started" in log_file.read_text(encoding="utf-8")
 
 
 def test_logs_rotate_into_the_log_dir_with_account_ids_masked(tmp_path):
@@ -102,6 +106,29 @@ def test_logs_rotate_into_the_log_dir_with_account_ids_masked(tmp_path):
 
 
 def test_cleanup_keeps_recent_logs(tmp_path):
-    recent = tmp_path / "miniqmt_lab.log.1"
+    recent = tmp_path / "miniqmt_lab-20240304-093000-42.log.1"
     recent.write_text("recent")
     assert cleanup_old_logs(tmp_path, 14) == [] and recent.exists()
+
+
+def test_version_module_entry_and_command_usage():
+    version = subprocess.run([sys.executable, "-m", "miniqmt_lab", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("miniqmt-lab ")
+    wrong = subprocess.run([sys.executable, "-m", "miniqmt_lab", "demo", "--foo"], capture_output=True, text=True)
+    assert wrong.returncode == 2
+    assert wrong.stderr.startswith("usage: miniqmt-lab demo") and "unrecognized arguments: --foo" in wrong.stderr
+    helps = subprocess.run([sys.executable, "-m", "miniqmt_lab", "run", "--help"], capture_output=True, text=True)
+    assert "Ctrl-Break" in helps.stdout and "paper settings" in helps.stdout
+
+
+def test_read_only_records_open_in_folders_with_uri_characters(tmp_path):
+    from miniqmt_lab import records
+    from miniqmt_lab.engine import Engine
+
+    folder = tmp_path / "a#b?c%20d"
+    settings = Settings().with_values(data_dir=str(folder))
+    engine = Engine(settings)
+    engine.start()
+    engine.stop()
+    query = records.read_only_query(engine.database_path)
+    assert records.trades_frame(query).empty and records.signals_frame(query).empty

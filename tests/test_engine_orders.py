@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import threading
-import time
 
 import numpy as np
 import pandas as pd
@@ -253,10 +252,9 @@ def test_a_hung_broker_call_leaves_the_order_unknown_never_doubled(tmp_path):
     engine.start()
     try:
         feed.step(engine)
-        started = time.monotonic()
         with pytest.raises(BrokerTimeout, match="may be at the broker"):
             engine.buy(CODE, 100)
-        assert time.monotonic() - started < 2.0
+        assert not broker.release.is_set()  # the engine gave up while the broker still hung
         assert engine.signals()["outcome"].tolist() == ["unknown"]
         book = engine.trader.book
         assert book.free_cash() < engine.snapshot().cash  # the reservation is held: the order may fill

@@ -20,8 +20,9 @@ from engine_support import GatedFeed, close_bars, entry_days, fast_settings, led
 
 from miniqmt_lab.engine import Engine, ReplayFeed
 from miniqmt_lab.errors import InsufficientPosition
-from miniqmt_lab.qmt import FakeMarket, FakeQmt, QmtBroker
+from miniqmt_lab.qmt import QmtBroker
 from miniqmt_lab.schema import LOT, TickRound
+from miniqmt_lab.xtquant_double import FakeMarket, FakeQmt
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -86,8 +86,11 @@ def test_replay_clock_moves_with_the_stream_and_idles_once_drained():
     clock = feed.clock
     assert clock.now() == dt.datetime(2024, 3, 4, 14, 57, tzinfo=SHANGHAI)  # the first round, not yet delivered
     stop = threading.Event()
-    started = time.monotonic()
-    assert clock.sleep(60.0, stop) is False and time.monotonic() - started < 0.5  # rounds pending: no wait
+    answer: list[bool] = []
+    sleeper = threading.Thread(target=lambda: answer.append(clock.sleep(60.0, stop)))
+    sleeper.start()
+    sleeper.join(10.0)  # rounds pending: no waiting (a 60 s wait would still be running)
+    assert answer == [False]
     assert clock.seconds_to_next_session() == 0.0
     rounds_of(feed)
     assert clock.now() == dt.datetime(2024, 3, 5, 14, 57, tzinfo=SHANGHAI)
@@ -144,3 +147,30 @@ def test_snapshot_positions_and_masked_account(tmp_path):
     assert row["stop_loss_price"] == pytest.approx(10.0 * (1 + settings.rules.stop_loss_ratio))
     assert snap.total_asset == pytest.approx(snap.cash + row["market_value"])
     assert snap.positions[0].stock_code == "600000.SH"
+
+
+class HistoryFeed(ReplayFeed):
+    """A feed that can refresh the daily bars of the bar store, as the QMT feed does."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.refreshed: list[tuple[list[str], object]] = []
+
+    def refresh_history(self, codes, store) -> None:
+        self.refreshed.append((list(codes), store.path))
+
+
+def test_the_daily_history_is_refreshed_once_a_day_for_the_watched_codes(tmp_path):
+    from miniqmt_lab.engine.replay import bars_to_ticks
+
+    bars = close_bars({"600000.SH": [10.0]})  # one day: the replay clock stays on it
+    settings = fast_settings(tmp_path, stock_pool=("000001.SZ",))
+    feed = HistoryFeed(bars_to_ticks(bars, "close"))
+    engine = Engine(settings, feed=feed)
+    engine.start()
+    try:
+        engine._data_step()  # the data thread's next turns on the same day refresh nothing
+        engine._data_step()
+    finally:
+        engine.stop()
+    assert feed.refreshed == [(["000001.SZ"], str(settings.data_path / "bars.duckdb"))]

@@ -23,8 +23,9 @@ from miniqmt_lab.engine.risk import OrderTooLarge, RateLimited, TradingHalted
 from miniqmt_lab.errors import InvalidPrice, PriceLimitBreached
 from miniqmt_lab.factory import build_engine
 from miniqmt_lab.market import SHANGHAI
-from miniqmt_lab.qmt import FakeQmt, QmtBroker
+from miniqmt_lab.qmt import QmtBroker
 from miniqmt_lab.schema import OrderRequest, Side, Tick
+from miniqmt_lab.xtquant_double import FakeQmt
 
 pytestmark = pytest.mark.timeout(120)
 

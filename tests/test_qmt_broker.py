@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import queue
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,8 +18,7 @@ from miniqmt_lab import market as mkt
 from miniqmt_lab.config import Settings
 from miniqmt_lab.errors import BrokerTimeout, OrderRejected, QmtUnavailable
 from miniqmt_lab.protocols import Broker
-from miniqmt_lab.qmt import FakeQmt, QmtBroker
-from miniqmt_lab.qmt.fake import XtConstant
+from miniqmt_lab.qmt import QmtBroker
 from miniqmt_lab.qmt.translate import (
     STRATEGY_NAME,
     TrackedOrder,
@@ -27,14 +28,13 @@ from miniqmt_lab.qmt.translate import (
     parse_remark,
 )
 from miniqmt_lab.schema import BrokerError, ConnectionChanged, Fill, OrderRequest, OrderStatus, OrderUpdate, Side
+from miniqmt_lab.xtquant_double import FakeQmt, XtConstant
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("compiled_fees")]
 
 ACCOUNT = "8800001234"
 CODE = "600000.SH"
 TIMEOUT = 1.0
-
-
 
 
 @pytest.fixture
@@ -76,6 +76,14 @@ def collect(broker: QmtBroker, until: Callable[[list], bool], timeout: float = 5
         except queue.Empty:
             continue
     return events
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        time.sleep(0.01)
 
 
 def final_update(order_id: str) -> Callable[[list], bool]:
@@ -292,8 +300,8 @@ def test_disconnect_then_reconnect_replays_missed_fills_and_resyncs_positions(br
     assert [(f.order_id, f.volume, f.price, f.signal_id) for f in fills] == [(order_id, 1000, 9.5, "s1")]
     assert [e.status for e in events if isinstance(e, OrderUpdate)] == [OrderStatus.FILLED]
     assert events[-1].connected is True
-    assert re.fullmatch(r"reconnected after \d+ attempt\(s\)", events[-1].message)
-    assert int(events[-1].message.split()[2]) >= 2
+    assert re.fullmatch(r"reconnected( with a new session \d+)? after \d+ attempt\(s\)", events[-1].message)
+    assert int(events[-1].message.split()[-2]) >= 2
 
     status = broker.status()
     assert status.connected and status.outages == 1
@@ -319,7 +327,7 @@ def test_repeated_pushes_and_replays_give_one_event_each(broker, qmt):
 
 
 def test_hung_query_is_cut_by_the_timeout_while_other_calls_go_on(broker, qmt):
-    qmt.hang("query_stock_positions")
+    qmt.hang("query_stock_positions", forever=True)
     started = time.monotonic()
     with pytest.raises(BrokerTimeout, match=r"query_stock_positions did not return within 1s"):
         broker.positions()
@@ -342,7 +350,7 @@ def test_too_many_hung_calls_fail_fast(settings, qmt):
     broker = QmtBroker(settings.with_values(call_timeout=0.2), modules=qmt)
     broker.connect()
     try:
-        qmt.hang("query_stock_asset")
+        qmt.hang("query_stock_asset", forever=True)
         for _ in range(4):
             with pytest.raises(BrokerTimeout):
                 broker.asset()
@@ -442,7 +450,8 @@ def test_connect_after_close_opens_a_new_trader_and_keeps_tracking_earlier_order
 
     broker.connect()
     try:
-        assert [t.connected for t in qmt.traders] == [False, True]
+        assert [t.connected for t in qmt.traders] == [True]  # the first one was stopped and dropped
+        assert qmt.sessions == [4242, 4242]
         status = broker.status()
         assert status.connected and status.details["pump_alive"] and status.message == "connected (session 4242)"
         collect(broker, lambda ev: ConnectionChanged(True, "connected (session 4242)") in ev)
@@ -475,3 +484,180 @@ def test_fill_commission_charges_the_minimum_once_per_order():
     second = fill_commission(tracked, 7000.0, 0.0, Settings().fees)
     assert first + second == pytest.approx(mkt.order_fees(10_000.0, "BUY").total)
     assert fill_commission(tracked, 7000.0, 3.21, Settings().fees) == 3.21
+
+
+# -- the real SDK's behaviours (shared/spec/xtquant.md), reproduced by the double ----------------------
+
+
+def test_an_empty_account_is_empty_not_a_dead_client(broker, qmt):
+    assert broker.positions() == []  # query_stock_positions answered None: nothing held today
+    assert broker.orders() == []
+    assert broker.status().connected
+
+    qmt.fail_next("query_stock_positions")
+    qmt.fail_next("query_stock_asset")
+    with pytest.raises(QmtUnavailable, match="query_stock_asset returned nothing"):
+        broker.positions()  # None and a failed asset query: the client is away
+
+
+def test_none_for_positions_is_a_failure_while_the_account_holds_stock(broker, qmt):
+    qmt.set_position(CODE, 500, 9.0)
+    qmt.fail_next("query_stock_positions")
+    with pytest.raises(QmtUnavailable, match=r"holds 5000\.00 in stock"):
+        broker.positions()
+    assert [(p.code, p.volume) for p in broker.positions()] == [(CODE, 500)]
+
+
+def test_orders_carry_their_signal_ids_and_none_is_a_failure_once_orders_were_sent(broker, qmt):
+    order_id = broker.submit(buy(100, signal="sig-42"))
+    collect(broker, final_update(order_id))
+    qmt.reject_next()
+    refused = broker.submit(buy(100, signal="sig-43"))
+    collect(broker, final_update(refused))
+    orders = {o.order_id: o for o in broker.orders()}
+    assert (orders[order_id].signal_id, orders[order_id].status, orders[order_id].filled_volume) == (
+        "sig-42", OrderStatus.FILLED, 100)
+    assert (orders[refused].signal_id, orders[refused].status) == ("sig-43", OrderStatus.REJECTED)
+    qmt.fail_next("query_stock_orders")
+    with pytest.raises(QmtUnavailable, match="sent orders today"):
+        broker.orders()  # never read as "the order never arrived"
+
+
+def test_xtquant_is_imported_when_the_broker_is_built_not_inside_connect(settings, userdata):
+    qmt = FakeQmt(account_id=ACCOUNT, userdata_path=userdata, import_delay=TIMEOUT * 1.5)  # the update check
+    broker = QmtBroker(settings, modules=qmt)
+    assert qmt.imported_on == ["MainThread"]  # paid where the broker was built
+    box: list[object] = []
+    worker = threading.Thread(target=lambda: box.append(broker.connect()), daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(TIMEOUT)  # an engine waits call_timeout for connect; the import no longer eats it
+    try:
+        assert box == [None] and time.monotonic() - started < TIMEOUT
+        assert broker.status().connected
+    finally:
+        broker.close()
+
+
+def test_connect_has_its_own_budget_and_says_connecting_meanwhile(settings, qmt):
+    broker = QmtBroker(settings.with_values(connect_timeout=3 * TIMEOUT), modules=qmt)
+    qmt.hang("connect")
+    done: list[object] = []
+    worker = threading.Thread(target=lambda: done.append(broker.connect()), daemon=True)
+    worker.start()
+    wait_until(lambda: qmt.hung("connect") == 1)
+    started = time.monotonic()
+    status = broker.status()  # answers at once while the connect runs
+    assert time.monotonic() - started < 0.2
+    assert (status.connected, status.message, status.details["connecting"]) == (False, "connecting to QMT...", True)
+    with pytest.raises(QmtUnavailable, match="connecting to QMT"):
+        broker.positions()
+    time.sleep(TIMEOUT * 1.5)  # longer than call_timeout, within connect_timeout
+    qmt.release()
+    worker.join(2 * TIMEOUT)
+    try:
+        assert done == [None] and broker.status().connected
+    finally:
+        broker.close()
+
+
+def test_a_connect_past_its_budget_times_out_and_its_trader_is_dropped(settings, qmt):
+    broker = QmtBroker(settings.with_values(connect_timeout=TIMEOUT), modules=qmt)
+    qmt.hang("connect", forever=True)
+    started = time.monotonic()
+    with pytest.raises(BrokerTimeout, match=r"did not finish within 1s \(engine.connect_timeout\)"):
+        broker.connect()
+    assert TIMEOUT <= time.monotonic() - started < TIMEOUT + 0.5
+    assert broker.status().message.startswith("not connected: connecting to the QMT client did not finish")
+    qmt.release()  # the late connect returns: the trader is stopped and dropped, not left connected
+    wait_until(lambda: qmt.traders == [])
+    assert len(qmt.sessions) == 1
+
+
+def test_the_client_gives_a_hung_call_back_after_the_broker_gave_up(broker, qmt):
+    assert qmt.traders[-1].native_timeout == 2 * TIMEOUT  # set_timeout: twice the broker's own timeout
+    qmt.hang("query_stock_positions")
+    started = time.monotonic()
+    with pytest.raises(BrokerTimeout):
+        broker.positions()
+    assert time.monotonic() - started < TIMEOUT + 0.5  # the broker's timeout answers, not the client's
+    assert broker.status().details["hung_calls"] == 1
+    wait_until(lambda: broker.status().details["hung_calls"] == 0, timeout=3 * TIMEOUT)  # no release needed
+
+
+def test_hung_calls_never_hold_a_reconnect_back(broker, qmt):
+    qmt.hang("query_stock_asset", forever=True)
+    for _ in range(4):
+        with pytest.raises(BrokerTimeout):
+            broker.asset()
+    assert broker.status().details["hung_calls"] == 4
+    qmt.disconnect()
+    events = collect(broker, lambda ev: [e.connected for e in ev if isinstance(e, ConnectionChanged)] == [False, True])
+    assert events[-1].message.startswith("reconnected")
+    qmt.release()
+
+
+def test_a_restarted_client_gets_a_fresh_trader_with_a_new_session_id(broker, qmt):
+    resting = broker.submit(buy(1000, 9.5, signal="before"))
+    collect(broker, lambda ev: any(isinstance(e, OrderUpdate) and e.status is OrderStatus.REPORTED for e in ev))
+    qmt.restart()  # the old trader never connects again
+    events = collect(broker, lambda ev: [e.connected for e in ev if isinstance(e, ConnectionChanged)] == [False, True])
+    assert re.fullmatch(r"reconnected with a new session \d+ after \d+ attempt\(s\)", events[-1].message)
+    status = broker.status()
+    assert status.connected and status.details["renewals"] == 1
+    assert broker.session_id != 4242 and qmt.sessions[-1] == broker.session_id
+    assert [t.session for t in qmt.traders] == [broker.session_id]  # the stale one stopped and dropped
+
+    qmt.market.set_price(CODE, 9.4)  # pushes reach the new trader
+    events = collect(broker, final_update(resting))
+    assert [(f.order_id, f.signal_id) for f in events if isinstance(f, Fill)] == [(resting, "before")]
+
+
+def test_traders_live_and_die_on_their_own_thread(settings, qmt, monkeypatch):
+    printed: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: printed.append(repr(u.exc_value)))
+    broker = QmtBroker(settings, modules=qmt)
+    for _ in range(2):
+        broker.connect()
+        [trader] = qmt.traders
+        assert trader.built_on == "qmt-trader-4242"
+        del trader
+        broker.close()
+    gc.collect()
+    assert qmt.traders == [] and qmt.sessions == [4242, 4242]
+    assert printed == [] and qmt.violations == []
+
+
+def test_a_close_during_a_connect_leaves_no_trader_connected(settings, qmt):
+    broker = QmtBroker(settings, modules=qmt)
+    qmt.hang("connect")
+    errors: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            broker.connect()
+        except QmtUnavailable as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    wait_until(lambda: qmt.hung("connect") == 1)
+    started = time.monotonic()
+    broker.close()  # an engine stopped while its broker was still connecting
+    worker.join(5)
+    assert time.monotonic() - started < 1.0  # the connect's wait ends with the close
+    assert [str(e) for e in errors] == ["QMT broker was closed while connecting"]
+    qmt.release()  # the client answers the abandoned connect: its trader is stopped and dropped
+    wait_until(lambda: qmt.traders == [])
+    assert not broker.status().connected
+
+
+def test_closing_while_a_reconnect_hangs_is_quick(broker, qmt):
+    qmt.hang("connect", forever=True)
+    qmt.disconnect()
+    collect(broker, lambda ev: any(isinstance(e, ConnectionChanged) and not e.connected for e in ev))
+    wait_until(lambda: qmt.hung("connect") == 1)  # a reconnect attempt waits for the client
+    started = time.monotonic()
+    broker.close()
+    assert time.monotonic() - started < 1.0  # not the 30 s connect budget
+    assert not broker.status().details["reconnecting"]

@@ -7,11 +7,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import pytest
+from engine_support import fast_settings, wait_for
 
 from miniqmt_lab.config import Settings
-from miniqmt_lab.engine import Engine, ReplayFeed
-from miniqmt_lab.qmt import FakeMarket, FakeQmt, QmtBroker
+from miniqmt_lab.engine import Engine, IdleFeed, ReplayFeed
+from miniqmt_lab.qmt import QmtBroker
 from miniqmt_lab.schema import TRADE_COLUMNS, TickRound
+from miniqmt_lab.xtquant_double import FakeMarket, FakeQmt
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
@@ -116,3 +118,23 @@ def test_engine_on_the_qmt_broker_matches_the_paper_broker(tmp_path):
     pd.testing.assert_frame_equal(live_signals[compared], paper_signals[compared])
     assert len(qmt.order_requests) == len(live_trades)  # one order per trade, nothing resent
     assert qmt.violations == [] and qmt.callback_errors == []
+
+
+def test_an_empty_live_account_starts_syncs_and_takes_over_its_cash(tmp_path):
+    """query_stock_positions answers None for an account holding nothing: the engine must still
+    start, sync, take over the broker's cash and show the broker connected."""
+    userdata = tmp_path / "userdata_mini"
+    userdata.mkdir()
+    settings = fast_settings(tmp_path, simulation=False, account_id=ACCOUNT, qmt_userdata_path=str(userdata))
+    qmt = FakeQmt(account_id=ACCOUNT, userdata_path=userdata, cash=123_456.78)
+    engine = Engine(settings, broker=QmtBroker(settings, modules=qmt), feed=IdleFeed())
+    engine.start()
+    try:
+        wait_for(lambda: engine.snapshot().cash == 123_456.78, what="the broker's cash in the book")
+        snapshot = engine.snapshot()
+        assert snapshot.broker.connected
+        assert snapshot.broker.message == f"connected (session {engine.broker.session_id})"
+        assert engine.positions().empty
+        assert "broker sync failed" not in engine.trader.ctx.last_error
+    finally:
+        engine.stop()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 from miniqmt_lab import config
 from miniqmt_lab.config import Settings
 from miniqmt_lab.errors import QmtUnavailable
-from miniqmt_lab.qmt import FakeQmt, QmtBroker, QmtFeed
+from miniqmt_lab.qmt import QmtBroker, QmtFeed
 from miniqmt_lab.qmt.loader import (
     CLIENT_DOWN,
     NOT_INSTALLED,
@@ -22,6 +24,7 @@ from miniqmt_lab.qmt.loader import (
     derive_session_id,
     import_part,
 )
+from miniqmt_lab.xtquant_double import FakeQmt
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -71,6 +74,20 @@ def test_a_failing_native_import_is_reported_the_same_way(monkeypatch):
         import_part("xtdata")
 
 
+def test_a_failed_data_centre_start_is_unavailable_not_a_plain_exception(monkeypatch):
+    def failing(name, *args, **kwargs):  # xtdatacenter raises this plain Exception at import
+        raise Exception("rpc init failed, error_code:-1, configdir:C:\\xtquant\\config")
+
+    monkeypatch.setattr("importlib.import_module", failing)
+    with pytest.raises(QmtUnavailable, match=r"xtquant.xtdata failed to start \(rpc init failed") as info:
+        import_part("xtdata")
+    assert "docs/xtquant.md" in str(info.value)
+    feed = QmtFeed(Settings())  # built all the same: each use says why it cannot work
+    with pytest.raises(QmtUnavailable, match="rpc init failed"):
+        feed.instrument("600000.SH")
+    assert "rpc init failed" in feed.last_error
+
+
 def test_wrong_userdata_paths(tmp_path, userdata):
     qmt = FakeQmt(account_id=ACCOUNT)
     missing = connect_error(live_settings(tmp_path / "nowhere" / "userdata_mini"), qmt)
@@ -95,8 +112,7 @@ def test_client_not_running_makes_connect_return_minus_one(userdata):
     qmt.running = False
     message = connect_error(live_settings(userdata), qmt)
     assert message.startswith("connect() to the QMT client returned -1: start miniQMT")
-    assert qmt.traders[0].connected is False
-    assert qmt.traders[0]._thread is None  # stopped again
+    assert len(qmt.sessions) == 1 and qmt.traders == []  # stopped and dropped again
 
 
 def test_userdata_of_another_client_is_refused(tmp_path, userdata):
@@ -111,7 +127,7 @@ def test_wrong_account_makes_subscribe_fail_without_showing_the_account(userdata
     message = connect_error(live_settings(userdata, account="1234567890"), qmt)
     assert message.startswith("subscribe() to account 12******90 returned -1")
     assert "1234567890" not in message
-    assert qmt.traders[0]._thread is None
+    assert len(qmt.sessions) == 1 and qmt.traders == []  # stopped and dropped again
 
 
 def test_client_absent_for_market_data():
@@ -143,3 +159,28 @@ def test_live_example_config_loads():
     assert settings.qmt.account_id
     assert settings.qmt.qmt_userdata_path.endswith("userdata_mini")
     assert settings.database_path.name == "live.sqlite"
+
+
+ALLOWED = {"miniqmt_lab", "miniqmt_lab.schema", "miniqmt_lab.protocols", "miniqmt_lab.config", "miniqmt_lab.market",
+           "miniqmt_lab.errors", "miniqmt_lab.records"}
+
+
+def test_the_adapters_import_only_the_neutral_layer_and_never_xtquant_at_import():
+    package = Path(__file__).resolve().parents[1] / "miniqmt_lab" / "qmt"
+    imported: set[str] = set()
+    for source in package.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            imported |= {n for n in names if n.startswith(("miniqmt_lab", "xtquant"))}
+    outside = {n for n in imported if not n.startswith("miniqmt_lab.qmt")}
+    assert outside <= ALLOWED, outside - ALLOWED
+
+    probe = ("import sys, miniqmt_lab.qmt; print(sorted(m for m in sys.modules"
+             " if m.split('.')[0] == 'xtquant' or m.startswith('miniqmt_lab.xtquant_double')))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"

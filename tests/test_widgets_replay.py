@@ -10,8 +10,9 @@ import pytest
 
 from miniqmt_lab.bars import BarStore, sample_bars
 from miniqmt_lab.config import Settings
-from miniqmt_lab.engine import Engine, ReplayFeed
+from miniqmt_lab.factory import build_engine
 from miniqmt_lab.widgets import SignalReplayPanel, bars_session, engine_session, recorded_sessions
+from miniqmt_lab.widgets._html import GAIN, LOSS
 from miniqmt_lab.widgets.replay import RERUN_BUY, RERUN_SELL, RULES, SIGNAL_TRACE
 from miniqmt_lab.widgets.sessions import holding_path
 
@@ -23,7 +24,7 @@ def recorded(tmp_path_factory):
     """A finished paper session with auto trading on: (settings, session, engine positions at the end)."""
     work = tmp_path_factory.mktemp("replay")
     settings = Settings().with_values(data_dir=str(work), auto_trading=True)
-    engine = Engine(settings, feed=ReplayFeed.from_bars(sample_bars(n_stocks=5, n_days=90, seed=11)))
+    engine = build_engine(settings, replay=sample_bars(n_stocks=5, n_days=90, seed=11))
     engine.start()
     assert engine.wait_idle(45)
     positions = engine.positions()
@@ -78,6 +79,11 @@ def test_panel_shows_session_chart_and_markers(panel: SignalReplayPanel, recorde
     signals = session.signals[(session.signals["stock_code"] == code) & (session.signals["outcome"] != "executed")]
     assert len(panel.figure.data[SIGNAL_TRACE].x) == len(signals)
     assert "trades differ" not in panel.compare.value and len(mine) > 0  # no rerun yet: recorded trades only
+    candles = panel.figure.data[0]
+    assert (candles.increasing.line.color, candles.decreasing.line.color) == (GAIN, LOSS)  # red up, green down
+    stop_loss = panel.figure.data[1 + RULES.index("stop_loss")]
+    assert stop_loss.marker.color == LOSS and set(stop_loss.marker.symbol) <= {"triangle-down"}  # sells
+    assert panel.figure.layout.width is None
 
 
 def test_slider_and_buttons_move_the_cursor_and_position(panel: SignalReplayPanel, recorded) -> None:

@@ -8,6 +8,7 @@ from plotly.callbacks import Points
 from miniqmt_lab import config
 from miniqmt_lab.bars import sample_bars
 from miniqmt_lab.config import Settings
+from miniqmt_lab.widgets._html import GAIN_SCALE, LOSS, plural
 from miniqmt_lab.widgets.tuning import BacktestTuningPanel
 
 pytestmark = pytest.mark.timeout(90)
@@ -55,9 +56,11 @@ def test_run_button_reaches_backtest_and_shows_results(panel: BacktestTuningPane
     expected = run_backtest(bars, {"stop_loss_ratio": -0.05})
     assert result.trades.equals(expected.trades)
     assert panel.progress.value == 1.0 and panel.progress.bar_style == "success"
-    assert f"{len(expected.trades)} trades" in panel.message.value
+    assert f"backtest: {plural(len(expected.trades), 'trade')}" in panel.message.value
     assert list(panel.equity_figure.data[0].y) == pytest.approx(list(expected.equity))
     assert min(panel.equity_figure.data[1].y) == pytest.approx(expected.drawdown.min())
+    assert panel.equity_figure.data[1].line.color == LOSS  # a drawdown is a loss: green
+    assert panel.equity_figure.layout.width is None  # the chart takes the output's width
     assert "total_return" in panel.stats.value and "win_rate" in panel.stats.value
     assert not panel.vbt_stats_button.disabled
 
@@ -86,6 +89,8 @@ def test_sweep_heatmap_best_and_cell_click(panel: BacktestTuningPanel) -> None:
     assert panel.progress.value == 1.0
     (figure,) = panel.heatmap_box.children
     assert figure.data[0].type == "heatmap" and len(figure.data[0].z) == 3
+    scale = figure.data[0].colorscale
+    assert scale[0][1] == GAIN_SCALE[0][1] and scale[-1][1] == GAIN_SCALE[-1][1]  # low green, high red
 
     panel.sweep_metric.value = "sharpe"
     panel.best_button.click()
@@ -132,3 +137,4 @@ def test_vectorbt_stats_button_shows_full_statistics(panel: BacktestTuningPanel)
     panel.vbt_stats_button.click()
     assert panel.runner.wait(50)
     assert "Sharpe Ratio" in panel.full_stats.value and "Total Trades" in panel.full_stats.value
+    assert "Why the counts differ" in panel.full_stats.value

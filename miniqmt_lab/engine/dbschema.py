@@ -9,6 +9,7 @@ Migrations run in order inside one transaction each; ``schema_migrations`` recor
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -80,6 +81,10 @@ class DatabaseProblem(MiniQmtError, RuntimeError):
 def open_database(path: Path, *, timeout: float) -> sqlite3.Connection:
     """Connect (WAL), check it is a healthy engine database and bring its schema up to date."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for place in (path, path.parent):
+        if place.exists() and not os.access(place, os.W_OK):
+            raise DatabaseProblem(f"{path}: {'the folder' if place is path.parent else 'the file'} is read-only;"
+                                  " the engine writes every fill and signal there: make it writable")
     try:
         con = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout)
     except sqlite3.Error as exc:

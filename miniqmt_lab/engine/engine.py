@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from miniqmt_lab.config import Settings
+from miniqmt_lab.config import RuleSettings, Settings
 from miniqmt_lab.engine.clock import WallClock
 from miniqmt_lab.engine.context import RunContext
 from miniqmt_lab.engine.entries import EntrySource, make_entries
@@ -42,7 +42,7 @@ from miniqmt_lab.engine.store import Store
 from miniqmt_lab.engine.threads import CallRunner, ManagedThread, ThreadState, Watchdog
 from miniqmt_lab.engine.trading import EVENTS_WAIT, Trader
 from miniqmt_lab.engine.views import position_views, positions_frame
-from miniqmt_lab.errors import EngineNotRunning, MiniQmtError
+from miniqmt_lab.errors import EngineNotRunning, EngineRunning, MiniQmtError
 from miniqmt_lab.market import SHANGHAI
 from miniqmt_lab.protocols import Broker, EngineClock, Feed
 from miniqmt_lab.schema import BrokerStatus, EngineSnapshot, Side, ThreadHealth, TradingState, mask_account
@@ -111,13 +111,16 @@ class Engine:
         self.clock = _pick_clock(self.feed, clock)
         self.broker: Broker = broker if broker is not None else SimBroker(self.settings, clock=self.clock)
         self.mode = check_mode(self.settings, self.broker)
-        self.database_path = (Path(database) if database is not None else self.settings.database_path).absolute()
+        # symlinks resolved: SQLite keys its write-ahead log on the name, so every engine uses the real one
+        self.database_path = (Path(database) if database is not None else self.settings.database_path).resolve()
         self.journal_path: Path | None = None
         self._version = 0
         self._version_lock = threading.Lock()
         self._lifecycle = threading.Lock()
         self._phase = "new"  # new -> running -> stopped -> (start) running -> stopped ...
+        self._history_day: dt.date | None = None
         self._lock = DatabaseLock(self.database_path)
+        self._lock.check_name()
         self._entries = make_entries(entries, self.feed, self.settings.data_path, e.entry, self._watch_codes)
         self._open_run(auto_trading=e.auto_trading)
 
@@ -201,9 +204,11 @@ class Engine:
                 connecting = f"connecting to {self.broker.name}..."
                 ctx.broker_status = dataclasses.replace(ctx.broker_status, message=connecting)
                 self._bump()
-                self._calls.call("broker.connect", self.broker.connect, timeout=self.settings.engine.connect_timeout)
+                # the broker's own budget is connect_timeout: the outer wait leaves it the time to say why
+                connect_wait = self.settings.engine.connect_timeout + self.settings.engine.call_timeout
+                self._calls.call("broker.connect", self.broker.connect, timeout=connect_wait)
                 ctx.broker_status = self._calls.call("broker.status", self.broker.status)
-                self._feed_calls.call("feed.open", self.feed.open, timeout=self.settings.engine.connect_timeout)
+                self._feed_calls.call("feed.open", self.feed.open, timeout=connect_wait)
             except BaseException:
                 self._lock.release()
                 raise
@@ -255,9 +260,13 @@ class Engine:
                 if was_running:
                     self._stop_threads(deadline)
                 try:
+                    self.trader.broker_events.store_kept_fills()
                     self.trader.flush()
                 except Exception as exc:
                     log.error("saving the book at stop failed (%s); fills and signals were saved as they came", exc)
+                if ctx.fills:
+                    log.critical("%d fill(s) are not in the database: they wait in %s (or %s) for the next start",
+                                 len(ctx.fills), ctx.fills.path, ctx.fills.fallback)
                 closers = (("feed.close", self._feed_calls, self.feed.close),
                            ("broker.close", self._calls, self.broker.close))
                 for what, runner, call in closers:
@@ -364,9 +373,27 @@ class Engine:
         codes = self._watch_codes()
         if codes:
             self._feed_calls.call("feed.watch", self.feed.watch, codes)
+            self._refresh_history(codes)
         if ctx.entries is not None:
             ctx.entries.refresh()
         return self.settings.engine.data_update_interval
+
+    def _refresh_history(self, codes: list[str]) -> None:
+        """Once a day, a live feed brings the daily bars (and corporate actions) the entries are computed
+        from up to yesterday into ``<data_dir>/bars.duckdb`` (``feed.refresh_history(codes, store)``; a
+        replay has its bars already)."""
+        refresh = getattr(self.feed, "refresh_history", None)
+        day = self._clock_time()
+        if not callable(refresh) or day is None or self._history_day == day.date():
+            return
+        from miniqmt_lab.bars import BarStore
+
+        path = self.settings.data_path / "bars.duckdb"
+        with BarStore(path) as store:
+            self._feed_calls.call("feed.refresh_history", refresh, codes, store,
+                                  timeout=10 * self.settings.engine.connect_timeout)
+        self._history_day = day.date()
+        log.info("daily bars of %d stock(s) refreshed in %s", len(codes), path)
 
     def _sync_step(self) -> float:
         ctx = self.trader.ctx
@@ -381,6 +408,17 @@ class Engine:
         return self.trader.ctx.drained.wait(timeout)
 
     # -- commands ---------------------------------------------------------------------------------
+
+    def replace_rules(self, rules: RuleSettings) -> None:
+        """New rules, in force from the next start; only while the engine is not running (a run decides
+        with the rules it started with)."""
+        with self._lifecycle:
+            if self._phase == "running":
+                raise EngineRunning("the engine is running: stop it before changing its rules")
+        self.stop()  # a built, never started engine closes the run it opened with the old rules
+        self.settings = dataclasses.replace(self.settings, rules=rules)
+        log.warning("rules replaced; in force from the next start")
+        self._bump()
 
     def set_auto_trading(self, on: bool) -> None:
         self.trader.ctx.auto_trading = bool(on)

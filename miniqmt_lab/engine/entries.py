@@ -22,10 +22,10 @@ import pandas as pd
 from miniqmt_lab.engine.replay import DAILY_STAMP
 from miniqmt_lab.indicators import golden_cross_nb, macd_entries, macd_nb
 from miniqmt_lab.market import SHANGHAI, normalize_code
+from miniqmt_lab.schema import HISTORY_DAYS
 
 log = logging.getLogger(__name__)
 
-HISTORY_DAYS = 400  # calendar days of daily closes loaded for live MACD (EMA26 + EMA9 settle well within)
 
 
 @runtime_checkable

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -47,6 +49,9 @@ class FillKeeper:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # when the data folder's disk is full, the temp folder (often another disk) holds the side file
+        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+        self.fallback = Path(tempfile.gettempdir()) / f"miniqmt-lab-{digest}-{path.name}"
         self._lock = threading.Lock()
         self._fills: dict[str, TradeRow] = {}
 
@@ -66,17 +71,18 @@ class FillKeeper:
         """Hold ``trade`` in memory and append it to the side file; False when the side file failed too."""
         with self._lock:
             self._fills[trade.trade_id] = trade
-            try:
-                with open(self.path, "a", encoding="utf-8") as handle:
-                    handle.write(trade_to_json(trade) + "\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                owner_only(self.path)
-                return True
-            except OSError as exc:
-                log.critical("fill %s is held in memory only: the side file %s failed too (%s)",
-                             trade.trade_id, self.path, exc)
-                return False
+            for place in (self.path, self.fallback):
+                try:
+                    with open(place, "a", encoding="utf-8") as handle:
+                        handle.write(trade_to_json(trade) + "\n")
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                    owner_only(place)
+                    return True
+                except OSError as exc:
+                    log.critical("fill %s could not be written to %s (%s)", trade.trade_id, place, exc)
+            log.critical("fill %s is held in memory only: %s", trade.trade_id, trade_to_json(trade))
+            return False
 
     def stored(self, trade_id: str) -> None:
         """``trade_id`` reached the database: drop it here and from the side file."""
@@ -87,6 +93,7 @@ class FillKeeper:
 
     def _rewrite(self) -> None:
         try:
+            self.fallback.unlink(missing_ok=True)
             if self._fills:
                 atomic_write_text(self.path, "".join(trade_to_json(f) + "\n" for f in self._fills.values()))
             else:
@@ -95,18 +102,21 @@ class FillKeeper:
             log.warning("could not rewrite %s: %s", self.path, exc)
 
     def load(self) -> list[TradeRow]:
-        """The side file left by an earlier run (fills it may already have stored are skipped by id)."""
+        """The side files left by an earlier run (fills it may already have stored are skipped by id)."""
         with self._lock:
-            if not self.path.exists():
-                return []
             fills = []
-            for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            lines = []
+            for place in (self.path, self.fallback):
+                if place.exists():
+                    text = place.read_text(encoding="utf-8")
+                    lines += [(place, n, line) for n, line in enumerate(text.splitlines(), 1)]
+            for place, number, line in lines:
                 if not line.strip():
                     continue
                 try:
                     trade = trade_from_json(line)
                 except (ValueError, TypeError, KeyError) as exc:
-                    log.error("%s line %d is unreadable (%s): skipped", self.path, number, exc)
+                    log.error("%s line %d is unreadable (%s): skipped", place, number, exc)
                     continue
                 self._fills[trade.trade_id] = trade
                 fills.append(trade)

@@ -24,8 +24,9 @@ class DatabaseInUse(MiniQmtError, RuntimeError):
 
 def identity_lock_path(database: Path) -> Path:
     """The lock file of ``database``'s identity (the file is created empty when it does not exist yet)."""
-    database.parent.mkdir(parents=True, exist_ok=True)
-    database.touch(exist_ok=True)
+    if not database.exists():
+        database.parent.mkdir(parents=True, exist_ok=True)
+        database.touch()
     st = os.stat(database)  # follows symlinks: every name of one file gives the same lock
     return LOCK_FOLDER / f"{st.st_dev:x}-{st.st_ino:x}.lock"
 
@@ -52,7 +53,33 @@ class DatabaseLock:
         except OSError:
             file.close()
             raise DatabaseInUse(f"another engine is running on {self.database}: stop it first") from None
+        # the name the running engine uses: another name of the same file must not even be read
+        file.seek(0)
+        file.truncate()
+        file.write(os.fsencode(str(self.database)))
+        file.flush()
         self._file = file
+
+    def check_name(self) -> None:
+        """Raise :class:`DatabaseInUse` when a running engine holds this file under another name (a
+        hard link): SQLite keys its write-ahead log on the name, so reading through ours would show a
+        stale book and writing would corrupt it."""
+        if self._file is not None or not self.database.exists():
+            return
+        path = identity_lock_path(self.database)
+        if not path.exists():
+            return
+        with open(path, "a+b") as file:
+            try:
+                _lock_file(file)
+            except OSError:
+                file.seek(0)
+                holder = os.fsdecode(file.read()) or "another name"
+                if os.path.normcase(holder) != os.path.normcase(str(self.database)):
+                    raise DatabaseInUse(
+                        f"another engine is running on this database as {holder}: {self.database} is the same"
+                        " file under another name; stop that engine first"
+                    ) from None
 
     def release(self) -> None:
         if self._file is not None:
@@ -72,4 +99,17 @@ def _lock_file(file: BinaryIO) -> None:
         fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-__all__ = ["DatabaseInUse", "DatabaseLock", "identity_lock_path"]
+def wipe_database(database: Path) -> Path:
+    """A clean paper account for a demo: the database and its side files removed, unless an engine runs
+    on it (:class:`DatabaseInUse`, nothing deleted)."""
+    lock = DatabaseLock(database)
+    lock.acquire()
+    try:
+        for suffix in ("", "-wal", "-shm", ".unsaved-fills.jsonl"):
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
+    finally:
+        lock.release()
+    return database
+
+
+__all__ = ["DatabaseInUse", "DatabaseLock", "identity_lock_path", "wipe_database"]

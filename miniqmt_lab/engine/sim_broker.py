@@ -18,6 +18,7 @@ its ledger from the engine's trade records, so after a restart the venue and the
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import math
 import queue
@@ -53,6 +54,7 @@ from miniqmt_lab.schema import (
 )
 
 SESSION_CLOSE = dt.time(15, 0)
+_limit_prices = functools.lru_cache(maxsize=65536)(market.limit_prices)  # a stock's band moves once a day
 
 
 @dataclass(slots=True)
@@ -97,7 +99,8 @@ class SimBroker:
         # ids stay unique across restarts: the engine's trade_records key on them
         self._session = uuid.uuid4().hex[:8]
         self._ids = itertools.count(1)
-        self._orders: dict[str, _Order] = {}
+        self._orders: dict[str, _Order] = {}  # every order of the session, by id
+        self._open: dict[str, _Order] = {}  # the resting ones: what a tick may fill and the close expires
 
     def attach(self, clock: EngineClock, trades: pd.DataFrame, quotes: Mapping[str, Any] | None = None) -> None:
         """Follow the engine's clock and rebuild the ledger from its trades (``Store.ledger_frame``),
@@ -107,7 +110,7 @@ class SimBroker:
             self._clock = clock
             self._cash = float(self.settings.engine.simulation_balance)
             self._holdings = {}
-            self._orders = {}
+            self._orders, self._open = {}, {}
             self._day = None
             for code, q in (quotes or {}).items():
                 up, down = market.limit_prices(code, q.prev_close, q.name)
@@ -147,11 +150,11 @@ class SimBroker:
         return float(fees_nb(amount, side is Side.SELL, fee_params(self.settings.fees, day)))
 
     def _reserved_volume(self, code: str) -> int:
-        return sum(o.request.volume - o.filled for o in self._orders.values()
-                   if o.status is OrderStatus.REPORTED and o.request.code == code and o.request.side is Side.SELL)
+        return sum(o.request.volume - o.filled for o in self._open.values()
+                   if o.request.code == code and o.request.side is Side.SELL)
 
     def _reserved_cash(self) -> float:
-        return sum(o.reserved_cash for o in self._orders.values() if o.status is OrderStatus.REPORTED)
+        return sum(o.reserved_cash for o in self._open.values())
 
     def _fill(self, order: _Order, price: float, when: dt.datetime) -> None:
         request = order.request
@@ -163,6 +166,7 @@ class SimBroker:
         self._book(request.code, request.side, price, volume, request.rule, fee)
         order.filled += volume
         order.status = OrderStatus.FILLED
+        self._open.pop(order.order_id, None)
         common = {"signal_id": request.signal_id, "rule": request.rule}
         self.events.put(Fill(order.order_id, f"{order.order_id}-t", request.code, request.side, price, volume,
                              amount, fee, when, **common))
@@ -172,15 +176,14 @@ class SimBroker:
     def _end(self, order: _Order, status: OrderStatus, message: str) -> None:
         order.status = status
         order.reserved_cash = 0.0
+        self._open.pop(order.order_id, None)
         request = order.request
         self.events.put(OrderUpdate(order.order_id, request.code, request.side, status, request.volume, order.filled,
                                     order.price, message, signal_id=request.signal_id, rule=request.rule))
 
     def _expire(self, now: dt.datetime) -> None:
-        for order in self._orders.values():
-            if order.status is OrderStatus.REPORTED and (
-                order.day < now.date() or (order.day == now.date() and now.time() >= SESSION_CLOSE)
-            ):
+        for order in list(self._open.values()):
+            if order.day < now.date() or (order.day == now.date() and now.time() >= SESSION_CLOSE):
                 self._end(order, OrderStatus.EXPIRED, f"expired at the close of {order.day}")
 
     # -- the market ----------------------------------------------------------------------------------
@@ -190,15 +193,14 @@ class SimBroker:
         resting order the price reaches fills at its limit."""
         code = str(tick.code)
         price = float(tick.price)
-        up, down = market.limit_prices(code, base, tick.name) if tick.limits else (math.nan, math.nan)
+        up, down = _limit_prices(code, base, tick.name) if tick.limits else (math.nan, math.nan)
         with self._lock:
             now = market.to_shanghai(tick.time)  # the market's own time: a new day rolls T+1 and ends old orders
             self._roll_to(now.date())
-            self._expire(now)
+            if self._open:
+                self._expire(now)
             self._quotes[code] = _Quote(price, up, down, tick.time)
-            for order in list(self._orders.values()):
-                if order.status is not OrderStatus.REPORTED or order.request.code != code:
-                    continue
+            for order in [o for o in self._open.values() if o.request.code == code]:
                 crossed = price <= order.price if order.request.side is Side.BUY else price >= order.price
                 if crossed:
                     self._fill(order, order.price, tick.trade_time)
@@ -243,7 +245,7 @@ class SimBroker:
                                                f" {max(available, 0)} available")
             order_id = f"sim-{self._session}-{next(self._ids)}"
             record = _Order(order_id, order, price, now.date())
-            self._orders[order_id] = record
+            self._orders[order_id] = self._open[order_id] = record
             # the events are queued before the lock is released, so they keep the order of the fills
             self.events.put(OrderUpdate(order_id, order.code, order.side, OrderStatus.REPORTED, order.volume, 0,
                                         price, signal_id=order.signal_id, rule=order.rule))

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from miniqmt_lab.errors import BrokerTimeout
 
@@ -170,10 +170,12 @@ class Watchdog:
         *,
         cooldown: float,
         stuck_after: Callable[[str], float],
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self._threads = threads
         self._restart = restart
         self.cooldown = cooldown
+        self._now = now
         self._stuck_after = stuck_after
         self.restarts: dict[str, int] = {}
         self._last_restart: dict[str, float] = {}
@@ -182,7 +184,7 @@ class Watchdog:
     def check(self) -> list[str]:
         """One pass over the threads; returns the names restarted."""
         restarted = []
-        now = time.monotonic()
+        now = self._now()
         for name, thread in list(self._threads().items()):
             if thread.state in (ThreadState.STOPPING, ThreadState.STOPPED, ThreadState.NEW):
                 continue
@@ -268,7 +270,7 @@ class CallRunner:
             future.add_done_callback(self._returned_late)
             raise BrokerTimeout(f"{what} did not return within {limit:g} s") from None
 
-    def _returned_late(self, future: concurrent.futures.Future[object]) -> None:
+    def _returned_late(self, future: concurrent.futures.Future[Any]) -> None:
         with self._lock:
             self._hung -= 1
 

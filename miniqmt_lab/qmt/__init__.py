@@ -1,11 +1,11 @@
-"""miniQMT (xtquant) adapters: the live broker and feed, their loader, and the in-process fake client.
+"""miniQMT (xtquant) adapters: the live broker and feed, and the loader of xtquant.
 
-Importing this package never imports xtquant: the real package is loaded only when a
-``QmtBroker`` connects or a ``QmtFeed`` is first used without a ``modules`` double.
+Importing this package never imports xtquant: the real package is imported when a ``QmtBroker`` or
+``QmtFeed`` is built without a ``modules`` double. The test double lives in
+:mod:`miniqmt_lab.xtquant_double`.
 """
 
 from miniqmt_lab.qmt.broker import QmtBroker
-from miniqmt_lab.qmt.fake import FakeMarket, FakeQmt
 from miniqmt_lab.qmt.feed import Instrument, QmtFeed
 
-__all__ = ["FakeMarket", "FakeQmt", "Instrument", "QmtBroker", "QmtFeed"]
+__all__ = ["Instrument", "QmtBroker", "QmtFeed"]

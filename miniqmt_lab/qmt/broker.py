@@ -7,10 +7,13 @@ The broker is a facade over its parts, which share one lock:
   :attr:`QmtBroker.events`.
 * :mod:`miniqmt_lab.qmt.translate`: what the adapter knows of its orders, and the handlers that
   turn order callbacks into ``OrderUpdate``/``Fill``/``BrokerError``.
-* :mod:`miniqmt_lab.qmt.connection`: every blocking call under ``engine.call_timeout``; connect,
-  close, and the ``qmt-reconnect`` thread after ``on_disconnected`` (``ConnectionChanged``).
+* :mod:`miniqmt_lab.qmt.connection`: every query and order call under ``engine.call_timeout``;
+  connect under ``engine.connect_timeout``, close, and the ``qmt-reconnect`` thread after
+  ``on_disconnected`` (``ConnectionChanged``); the trader itself on its own thread
+  (:mod:`miniqmt_lab.qmt.host`).
 
-Here: submitting and cancelling orders, the account queries and the status.
+Here: submitting and cancelling orders, the account queries and the status. xtquant is imported
+when the broker is built (its first import runs a slow update check), never inside a timed call.
 
 Rejected orders are recorded in :attr:`QmtBroker.rejected` and never sent again.
 
@@ -18,6 +21,10 @@ Rejected orders are recorded in :attr:`QmtBroker.rejected` and never sent again.
 subscribes a new trader (an engine stopped and started again). What the adapter knows of its orders
 is kept, so pushes for an order sent before the close are still reported with its signal; fills
 made while closed are not replayed: the engine's broker sync adopts the positions and cash.
+
+The list queries of xtquant return None both on failure and for an empty list (the SDK's docs):
+:meth:`QmtBroker.positions` and :meth:`QmtBroker.orders` read None as "none today" while the
+connection is up and ``query_stock_asset`` answers, and as :class:`QmtUnavailable` otherwise.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from miniqmt_lab.config import Settings
 from miniqmt_lab.errors import InvalidVolume, OrderRejected, QmtUnavailable
 from miniqmt_lab.qmt.callbacks import Pump
 from miniqmt_lab.qmt.connection import RECONNECTED, Connection, TimedCalls
-from miniqmt_lab.qmt.loader import XtModules, derive_session_id
+from miniqmt_lab.qmt.loader import XtModules, derive_session_id, preload
 from miniqmt_lab.qmt.translate import (
     STRATEGY_NAME,
     OrderTracker,
@@ -44,7 +51,6 @@ from miniqmt_lab.qmt.translate import (
 )
 from miniqmt_lab.schema import (
     BrokerAsset,
-    BrokerError,
     BrokerEvent,
     BrokerOrder,
     BrokerPosition,
@@ -61,9 +67,10 @@ log = logging.getLogger(__name__)
 class QmtBroker:
     """The Broker protocol on a miniQMT account through ``xtquant.xttrader``.
 
-    ``modules`` supplies xtquant (default: the installed package, imported on :meth:`connect`);
-    tests and demos pass a :class:`miniqmt_lab.qmt.fake.FakeQmt`. ``reconnect_delay`` and
-    ``reconnect_max_delay`` bound the backoff between reconnect attempts (seconds).
+    ``modules`` supplies xtquant (default: the installed package, imported here; if it cannot be,
+    :meth:`connect` says why); tests and demos pass a :class:`miniqmt_lab.xtquant_double.FakeQmt`.
+    ``reconnect_delay`` and ``reconnect_max_delay`` bound the backoff between reconnect attempts
+    (seconds).
     """
 
     name = "qmt"
@@ -79,14 +86,17 @@ class QmtBroker:
     ) -> None:
         self.settings = settings
         self.events: queue.Queue[BrokerEvent] = queue.Queue()
-        self.session_id = settings.qmt.session_id or derive_session_id()
+        xt, self.import_problem = preload(modules, ("xttrader", "xttype", "xtconstant"))
         self._lock = threading.RLock()
         self._call = TimedCalls(settings.engine.call_timeout)
         raw: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._connection = Connection(
-            settings, modules=modules, session_id=self.session_id, lock=self._lock, call=self._call, raw=raw,
-            emit=self.events.put, reconnect_delay=reconnect_delay, reconnect_max_delay=reconnect_max_delay,
+            settings, xt=xt, session_id=settings.qmt.session_id or derive_session_id(), lock=self._lock,
+            call=self._call, raw=raw, emit=self.events.put, reconnect_delay=reconnect_delay,
+            reconnect_max_delay=reconnect_max_delay,
         )
+        if self.import_problem:
+            self._connection.message = f"not connected: {self.import_problem}"
         self._orders = OrderTracker(
             settings.fees, lock=self._lock, emit=self.events.put, constants=self._connection.constants
         )
@@ -103,13 +113,20 @@ class QmtBroker:
         })
 
     @property
+    def session_id(self) -> int:
+        """The session id of the current trader (a fresh trader after a failed reconnect gets a new one)."""
+        return self._connection.session_id
+
+    @property
     def rejected(self) -> dict[str, str]:
         """Broker order id -> why the client refused it."""
         return self._orders.rejected
 
     # -- life cycle --------------------------------------------------------------------------------
     def connect(self) -> None:
-        """Connect to the client and subscribe the account, or raise QmtUnavailable saying what to fix."""
+        """Connect to the client and subscribe the account within ``engine.connect_timeout``, or raise
+        QmtUnavailable saying what to fix (BrokerTimeout when the budget ran out); meanwhile
+        :meth:`status` says "connecting to QMT..."."""
         if not self._connection.open():
             return
         self._pump.start()
@@ -150,19 +167,17 @@ class QmtBroker:
         return str(order_id)
 
     def cancel(self, order_id: str) -> None:
+        """Ask the client to cancel; the outcome arrives as an order update or a cancel BrokerError."""
         trader, account, _ = self._connection.live()
-        number = int(order_id)
-        seq = self._call(trader.cancel_order_stock_async, account, number, what="cancel_order_stock_async")
-        if not isinstance(seq, int) or seq < 0:
-            self.events.put(BrokerError(str(order_id), f"cancel of order {order_id} was not sent (returned {seq})",
-                                        kind="cancel", signal_id=self._orders.signal_of(number)))
+        self._call(trader.cancel_order_stock_async, account, int(order_id), what="cancel_order_stock_async")
 
     # -- queries -----------------------------------------------------------------------------------
     def positions(self) -> list[BrokerPosition]:
         trader, account, _ = self._connection.live()
         rows = self._call(trader.query_stock_positions, account, what="query_stock_positions")
         if rows is None:
-            raise QmtUnavailable("query_stock_positions returned nothing: the QMT client may have disconnected")
+            self._nothing_today(trader, account, "query_stock_positions")
+            return []
         return [
             BrokerPosition(
                 code=p.stock_code, volume=int(p.volume), available=int(p.can_use_volume), cost=float(p.avg_price),
@@ -173,11 +188,13 @@ class QmtBroker:
         ]
 
     def orders(self) -> list[BrokerOrder]:
-        """Today's orders of this program (its strategy name), each with the signal id of its remark."""
+        """Today's orders of this program (its strategy name), each with the signal id of its remark
+        (cut to the counter's 24 characters: match it with ``startswith``); [] when there are none."""
         trader, account, xtc = self._connection.live()
         rows = self._call(trader.query_stock_orders, account, False, what="query_stock_orders")
         if rows is None:
-            raise QmtUnavailable("query_stock_orders returned nothing: the QMT client may have disconnected")
+            self._nothing_today(trader, account, "query_stock_orders")
+            return []
         out = []
         for o in rows:
             if getattr(o, "strategy_name", "") != STRATEGY_NAME:
@@ -189,6 +206,23 @@ class QmtBroker:
                 status=order_status(o.order_status), signal_id=signal_id,
             ))
         return out
+
+    def _nothing_today(self, trader: Any, account: Any, what: str) -> None:
+        """A list query's None means "none today" only while the connection is up, the account's
+        asset query answers, and nothing known contradicts it (holdings with a market value for
+        positions, orders this broker sent today for orders); otherwise the client is unavailable."""
+        if not self._connection.connected:
+            raise QmtUnavailable(f"{what} returned nothing and the QMT client connection is down")
+        asset = self._call(trader.query_stock_asset, account, what="query_stock_asset")
+        if asset is None:
+            raise QmtUnavailable(f"{what} and query_stock_asset returned nothing: the QMT client may have"
+                                 " disconnected")
+        if what == "query_stock_positions" and float(asset.market_value) > 0:
+            raise QmtUnavailable(f"{what} returned nothing although the account holds"
+                                 f" {float(asset.market_value):.2f} in stock: the query failed")
+        if what == "query_stock_orders" and self._orders.sent_today():
+            raise QmtUnavailable(f"{what} returned nothing although this broker sent orders today: the query"
+                                 " failed")
 
     def asset(self) -> BrokerAsset:
         trader, account, _ = self._connection.live()
@@ -208,7 +242,9 @@ class QmtBroker:
                 live=True,
                 outages=connection.outages,
                 details={
-                    "session_id": self.session_id,
+                    "session_id": connection.session_id,
+                    "connecting": connection.connecting,
+                    "renewals": connection.renewals,
                     "open_orders": self._orders.open_orders(),
                     "rejected": len(self.rejected),
                     "hung_calls": self._call.hung_count(),

@@ -1,10 +1,12 @@
-"""xtquant, imported only when the QMT broker or feed is chosen, and every way it can be unusable
+"""xtquant, imported when the QMT broker or feed is built, and every way it can be unusable
 turned into one actionable :class:`QmtUnavailable` line.
 
-Importing ``xtquant`` runs an update check over HTTP and its native parts load only on Windows,
-so nothing imports it at package import time. The adapters take a ``modules`` object (anything
-with ``xttrader``, ``xttype``, ``xtconstant`` and ``xtdata`` attributes, such as
-:class:`miniqmt_lab.qmt.fake.FakeQmt`); without one they use :class:`RealXtQuant`.
+The first ``import xtquant`` in a process runs an update check over HTTP (10 s timeout plus DNS,
+errors swallowed) and the native parts load only on Windows, so nothing imports xtquant at package
+import time, and the broker and feed import it when they are built (:func:`preload`), off every
+timed path. The adapters take a ``modules`` object (anything with ``xttrader``, ``xttype``,
+``xtconstant`` and ``xtdata`` attributes, such as :class:`miniqmt_lab.xtquant_double.FakeQmt`);
+without one they use :class:`RealXtQuant`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import itertools
+import logging
 import os
 import sys
 import time
@@ -21,10 +25,13 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from miniqmt_lab.errors import QmtUnavailable
-from miniqmt_lab.schema import mask_account
+
+log = logging.getLogger(__name__)
 
 CLIENT_DOWN_MARK = "无法连接xtquant服务"
 """Start of the plain Exception every xtdata call raises when no client is running."""
+CONNECTION_LOST_MARK = "行情服务连接断开"
+"""The plain Exception a download raises when the client goes away while it runs."""
 
 NOT_INSTALLED = "xtquant is not installed: pip install xtquant on the QMT Windows machine (README: Going live)"
 CLIENT_DOWN = "the QMT client is not running: start miniQMT (极简模式), log in, then try again"
@@ -57,6 +64,10 @@ def import_part(part: str) -> ModuleType:
         raise QmtUnavailable(_platform_message(part, exc)) from None
     except ImportError as exc:
         raise QmtUnavailable(_platform_message(part, exc)) from None
+    except Exception as exc:  # xtdata's data centre raises a plain Exception when its init fails
+        raise QmtUnavailable(
+            f"xtquant.{part} failed to start ({exc}): reinstall xtquant matching the client (docs/xtquant.md)"
+        ) from None
 
 
 def _platform_message(part: str, exc: ImportError) -> str:
@@ -90,8 +101,22 @@ def resolve(modules: XtModules | None) -> XtModules:
     return modules if modules is not None else RealXtQuant()
 
 
+def preload(modules: XtModules | None, parts: tuple[str, ...]) -> tuple[XtModules, str]:
+    """``modules`` (default: the installed xtquant) with ``parts`` imported now, so the first
+    import's update check is paid here and not on a timed call; (modules, why not) when a part
+    cannot be imported: using it raises QmtUnavailable again then."""
+    xt = resolve(modules)
+    for part in parts:
+        try:
+            getattr(xt, part)
+        except QmtUnavailable as exc:
+            log.info("xtquant.%s not available yet: %s", part, exc)
+            return xt, str(exc)
+    return xt, ""
+
+
 def is_client_down(exc: BaseException) -> bool:
-    return CLIENT_DOWN_MARK in str(exc)
+    return CLIENT_DOWN_MARK in str(exc) or CONNECTION_LOST_MARK in str(exc)
 
 
 @contextlib.contextmanager
@@ -126,46 +151,22 @@ def check_userdata_path(path: str) -> Path:
     return folder
 
 
-def derive_session_id() -> int:
-    """A session id unlikely to collide with another process connecting to the same client."""
-    return int(time.time()) % 1_000_000 * 1000 + os.getpid() % 1000 + 1
+_SESSIONS = itertools.count()
 
 
-def open_trader(
-    modules: XtModules,
-    *,
-    userdata_path: str,
-    session_id: int,
-    account_id: str,
-    account_type: str,
-    callback: Any,
-) -> tuple[Any, Any]:
-    """Create, start, connect and subscribe an ``XtQuantTrader``; returns (trader, account)."""
-    folder = check_userdata_path(userdata_path)
-    trader = modules.xttrader.XtQuantTrader(str(folder), session_id)
-    trader.register_callback(callback)
-    trader.start()
-    result = trader.connect()
-    if result != 0:
-        trader.stop()
-        raise QmtUnavailable(
-            f"connect() to the QMT client returned {result}: start miniQMT (极简模式) and log in, check that"
-            f" {folder} is that client's userdata_mini, and that no other program uses session id {session_id}"
-        )
-    account = modules.xttype.StockAccount(account_id, account_type)
-    result = trader.subscribe(account)
-    if result != 0:
-        trader.stop()
-        raise QmtUnavailable(
-            f"subscribe() to account {mask_account(account_id)} returned {result}: check qmt.account_id and"
-            f" qmt.account_type ({account_type}) match the account logged in to the client"
-        )
-    return trader, account
+def derive_session_id(avoid: int = 0) -> int:
+    """A session id unlikely to collide with another process connecting to the same client, and
+    never ``avoid`` (the one that stopped working)."""
+    while True:
+        session = int(time.time()) % 1_000_000 * 1000 + (os.getpid() + next(_SESSIONS)) % 1000 + 1
+        if session != avoid:
+            return session
 
 
 __all__ = [
     "CLIENT_DOWN",
     "CLIENT_DOWN_MARK",
+    "CONNECTION_LOST_MARK",
     "NOT_INSTALLED",
     "RealXtQuant",
     "XtModules",
@@ -174,6 +175,6 @@ __all__ = [
     "derive_session_id",
     "import_part",
     "is_client_down",
-    "open_trader",
+    "preload",
     "resolve",
 ]

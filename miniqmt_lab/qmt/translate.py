@@ -19,7 +19,7 @@ from typing import Any
 
 from miniqmt_lab import market as mkt
 from miniqmt_lab.config import FeeSettings
-from miniqmt_lab.errors import BrokerTimeout, OrderRejected
+from miniqmt_lab.errors import BrokerTimeout
 from miniqmt_lab.schema import BrokerError, BrokerEvent, Fill, OrderStatus, OrderUpdate, Side
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ class TrackedOrder:
     rule: str
     signal_id: str
     stamp: dt.datetime | None = None
+    sent_on: dt.date = field(default_factory=lambda: dt.datetime.now(mkt.SHANGHAI).date())
     status: int | None = None
     traded: int = -1
     amount: float = 0.0
@@ -143,13 +144,12 @@ class OrderTracker:
         self._cancel_errors: set[int] = set()  # order ids whose failed cancel was already reported
 
     def send(self, tracked: TrackedOrder, what: str, place: Callable[[], Any], timeout: float) -> Any:
-        """The async answer to the order ``place()`` sends (it returns the order's seq); OrderRejected
-        when the client does not take it, BrokerTimeout when no answer comes within ``timeout``."""
+        """The async answer to the order ``place()`` sends (it returns the order's seq, always a new
+        positive number: a refusal comes as the answer and an ``on_order_error`` carrying it);
+        BrokerTimeout when no answer comes within ``timeout``."""
         with self._lock:
             # held while sending, so the pump cannot take the answer before the seq is registered
-            seq = place()
-            if not isinstance(seq, int) or seq < 0:
-                raise OrderRejected(f"QMT did not take {what} (order_stock_async returned {seq})")
+            seq = int(place())
             self._pending[seq] = tracked
             self._waiting.add(seq)
             try:
@@ -167,6 +167,13 @@ class OrderTracker:
         with self._lock:
             tracked = self._orders.get(order_id)
         return tracked.signal_id if tracked else ""
+
+    def sent_today(self) -> bool:
+        """True when an order this adapter sent or tracks dates from today (Shanghai)."""
+        today = dt.datetime.now(mkt.SHANGHAI).date()
+        with self._lock:
+            tracked = [*self._orders.values(), *self._pending.values()]
+        return any(t.sent_on == today for t in tracked)
 
     def open_orders(self) -> int:
         with self._lock:

@@ -1,7 +1,9 @@
 """The engine as the widgets see it: its latest snapshot and tables, refreshed off the UI thread.
 
-A daemon thread reads ``engine.version`` (one integer) every ``interval`` seconds and fetches
-snapshot, positions, trades and signals only when it changed. Widgets observe the traits of
+The widgets use only :class:`miniqmt_lab.protocols.EngineFace` of an engine, so an ``Engine`` in this
+kernel and an ``EngineClient`` of a served engine are watched alike. A daemon thread reads
+``engine.version`` (one integer) every ``interval`` seconds and fetches snapshot, positions, trades and
+signals only when it changed. Widgets observe the traits of
 :class:`EngineWatch`; the engine never waits for a widget, so a slow browser or a heavy table only
 delays this thread, and a burst of engine changes is coalesced into one refresh of the latest state.
 """
@@ -10,39 +12,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Protocol
 
 import pandas as pd
 import traitlets
 
+from miniqmt_lab.protocols import EngineFace
+
 log = logging.getLogger(__name__)
-
-
-class EngineLike(Protocol):
-    """What the widgets use of ``miniqmt_lab.engine.Engine`` (docs/contracts.md)."""
-
-    @property
-    def version(self) -> int: ...
-
-    def snapshot(self) -> Any: ...
-
-    def positions(self) -> pd.DataFrame: ...
-
-    def trades(self) -> pd.DataFrame: ...
-
-    def signals(self) -> pd.DataFrame: ...
-
-    def start(self) -> None: ...
-
-    def stop(self, timeout: float = 10.0) -> None: ...
-
-    def set_auto_trading(self, on: bool) -> None: ...
-
-    def buy(
-        self, code: str, volume: int | None = None, *, amount: float | None = None, price: float | None = None
-    ) -> str: ...
-
-    def sell(self, code: str, volume: int, *, price: float | None = None) -> str: ...
 
 
 class EngineWatch(traitlets.HasTraits):
@@ -55,7 +31,7 @@ class EngineWatch(traitlets.HasTraits):
     signals = traitlets.Instance(pd.DataFrame, allow_none=True)
     error = traitlets.Unicode("")  # why the last refresh failed; cleared by the next good one
 
-    def __init__(self, engine: EngineLike, *, interval: float = 0.5, start: bool = True) -> None:
+    def __init__(self, engine: EngineFace, *, interval: float = 0.5, start: bool = True) -> None:
         super().__init__()
         if interval <= 0:
             raise ValueError(f"interval must be > 0 seconds, got {interval!r}")

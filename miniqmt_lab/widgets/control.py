@@ -1,133 +1,75 @@
-"""Engine control panel: mode banner, start/stop, auto trading, thread health, broker, live tables.
+"""Engine control panel: mode banner, start/stop, auto trading, the kill switch, thread health, broker,
+live tables.
 
 Model → view: the panel observes an :class:`EngineWatch`, which refreshes from the engine's
 snapshot on a background thread whenever ``engine.version`` moves. View → model: every button
 hands its engine call to a :class:`CommandRunner`, so nothing the engine does runs on the UI
-thread. Whatever can trade real money unattended needs a second, explicit click unless the engine is
-known to be on paper: turning auto trading on, and Start while auto trading is on (manual orders are
-confirmed by the order form). Stop then Start runs the same engine again (its book restored from the
-database); the panel keeps observing it.
+thread; a command that fails puts the switches back to what the engine says. The panel uses only
+:class:`miniqmt_lab.protocols.EngineFace`, so it controls an ``Engine`` here or a served engine
+through ``EngineClient`` alike.
+
+Whatever can trade real money unattended needs a second, explicit click unless the engine is known to
+be on paper: turning auto trading on, Start while auto trading is on, and loosening the kill switch
+(halted → reducing → active); tightening it (halting) acts at once, as switching auto trading off does.
+Manual orders are confirmed by the order form. Stop then Start runs the same engine again (its book
+restored from the database); the panel keeps observing it.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import ipywidgets as w
-import pandas as pd
 
+from miniqmt_lab.protocols import EngineFace
 from miniqmt_lab.widgets._binding import Guard
 from miniqmt_lab.widgets._confirm import ConfirmBox, account_label, live_or_unknown
-from miniqmt_lab.widgets._html import (
-    BAD,
-    OK,
-    Column,
-    fmt_clock,
-    fmt_int,
-    fmt_number,
-    fmt_time,
-    message_html,
-    render_table,
-)
-from miniqmt_lab.widgets._poll import EngineLike, EngineWatch
+from miniqmt_lab.widgets._html import message_html
+from miniqmt_lab.widgets._poll import EngineWatch
 from miniqmt_lab.widgets._runner import CommandRunner
+from miniqmt_lab.widgets._status import (
+    TRADING_STATES,
+    banner_html,
+    database_html,
+    loosens,
+    status_html,
+    strictest,
+    threads_html,
+    trading_state_html,
+)
 from miniqmt_lab.widgets.tables import OrderForm, PositionsView, SignalsView, TradesView
 
-THREAD_COLUMNS = (
-    Column("name", "thread", left=True),
-    Column("state", "state", left=True),
-    Column("alive", "alive", lambda v: "✓" if v else "✖", lambda v: f"color: {OK if v else BAD}"),
-    Column("last_heartbeat", "last heartbeat", fmt_clock),
-    Column("restarts", "restarts", fmt_int, lambda v: f"color: {BAD}; font-weight: 600" if v else ""),
-)
+STATE_LABELS = {"active": "active", "reducing": "reducing (sells only)", "halted": "halted"}
 
-_BANNER_STYLE = "padding: 6px 12px; border-radius: 4px; font-weight: 700; letter-spacing: 0.05em;"
-
-
-def banner_html(snapshot: Any) -> str:
-    if snapshot is None:
-        return f'<div style="{_BANNER_STYLE} background: #eee; color: #555">waiting for the engine…</div>'
-    account = getattr(snapshot.broker, "account", "")
-    if snapshot.mode == "live":
-        detail = f" on account {html.escape(account)}" if account else ""
-        return (
-            f'<div class="mq-live" style="{_BANNER_STYLE} background: #c00; color: white; font-size: 1.3em">'
-            f"LIVE — real orders{detail}</div>"
-        )
-    return (
-        f'<div class="mq-paper" style="{_BANNER_STYLE} background: #e3ecf7; color: #1f4e79">'
-        f"PAPER — simulated broker, no real orders</div>"
-    )
-
-
-def status_html(snapshot: Any) -> str:
-    if snapshot is None:
-        return ""
-    running = (
-        f'<b style="color: {OK}">RUNNING</b>' if snapshot.running else '<b style="color: #555">STOPPED</b>'
-    )
-    broker = snapshot.broker
-    if broker.connected:
-        link = f'<span style="color: {OK}">connected</span>'
-    else:
-        link = f'<span style="color: {BAD}; font-weight: 600">disconnected</span>'
-    broker_text = f"{html.escape(broker.name)} {link}"
-    if broker.message:
-        broker_text += f" ({html.escape(broker.message)})"
-    if broker.outages:
-        broker_text += f", {broker.outages} outage(s)"
-    auto = "on" if snapshot.auto_trading else "off"
-    parts = [
-        running,
-        f"broker: {broker_text}",
-        f"auto trading: <b>{auto}</b>",
-        f"cash ¥{fmt_number(snapshot.cash)}",
-        f"total asset ¥{fmt_number(snapshot.total_asset)}",
-        f"data version {snapshot.version}",
-        f"as of {fmt_time(snapshot.time)}",
-    ]
-    text = " · ".join(parts)
-    if snapshot.last_error:
-        text += f'<br><span style="color: {BAD}">last error: {html.escape(str(snapshot.last_error))}</span>'
-    return f'<div style="font-size: 13px">{text}</div>'
-
-
-def threads_html(snapshot: Any) -> str:
-    threads = () if snapshot is None else snapshot.threads
-    frame = pd.DataFrame(
-        [
-            {
-                "name": t.name,
-                "state": str(t.state),
-                "alive": t.alive,
-                "last_heartbeat": t.last_heartbeat,
-                "restarts": t.restarts,
-            }
-            for t in threads
-        ]
-    )
-    return render_table(frame, THREAD_COLUMNS, empty="no engine threads", css_class="mq-threads-table")
+_WHAT_LOOSENING_SENDS = {
+    "active": "rules, entries and manual orders send real buy and sell orders again",
+    "reducing": "sell orders (stop loss, take profit, manual sells) reach the account again; buys stay refused",
+}
 
 
 class EngineControlPanel(w.VBox):
     """Everything needed to run one engine from a notebook.
 
-    ``poll_interval`` is how often ``engine.version`` is read; the panel stops its poller and
-    command worker on :meth:`close`.
+    ``engine``: anything with :class:`~miniqmt_lab.protocols.EngineFace` (``build_engine(...)`` or
+    ``EngineClient(url, token)``). ``poll_interval`` is how often ``engine.version`` is read; the panel
+    stops its poller and command worker on :meth:`close`.
     """
 
-    def __init__(self, engine: EngineLike, *, poll_interval: float = 0.5) -> None:
+    def __init__(self, engine: EngineFace, *, poll_interval: float = 0.5) -> None:
         self.engine = engine
         self.watch = EngineWatch(engine, interval=poll_interval, start=False)
         self.runner = CommandRunner()
         self._guard = Guard()
+        self._state_asked_from: str | None = None  # the engine's state when a loosening was asked
 
         self.banner = w.HTML(banner_html(None))
+        self.database = w.HTML("")
         self.start_button = w.Button(description="Start", button_style="success", icon="play")
         self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
-        self.auto = w.ToggleButton(value=False, description="Auto trading OFF", icon="robot")
+        self.auto = w.ToggleButton(value=False, description="Auto trading OFF", icon="robot",
+                                   layout=w.Layout(width="auto", min_width="170px"))
         self.confirm_box = ConfirmBox(
             "Yes, trade automatically on LIVE",
             css_prefix="mq-auto",
@@ -135,6 +77,14 @@ class EngineControlPanel(w.VBox):
         )
         self.confirm_yes, self.confirm_no = self.confirm_box.yes, self.confirm_box.no
         self.start_confirm = ConfirmBox("Yes, start on the LIVE account", css_prefix="mq-start")
+        self.trading_state = w.ToggleButtons(
+            options=[(STATE_LABELS[s], s) for s in TRADING_STATES], value=None,  # none lit until the engine says
+            tooltips=["trade: buys and sells", "sells only: no buy goes out", "no order goes out"],
+            style={"button_width": "auto"},
+        )
+        self.state_reason = w.Text(placeholder="reason for the switch (optional)", layout=w.Layout(width="20em"))
+        self.state_confirm = ConfirmBox("Yes, switch on the LIVE account", css_prefix="mq-state")
+        self.state_line = w.HTML("")
         self.status = w.HTML("")
         self.threads = w.HTML(threads_html(None))
         self.message = w.HTML("")
@@ -148,9 +98,13 @@ class EngineControlPanel(w.VBox):
 
         for widget, css in (
             (self.banner, "mq-mode-banner"),
+            (self.database, "mq-database"),
             (self.start_button, "mq-start"),
             (self.stop_button, "mq-stop"),
             (self.auto, "mq-auto"),
+            (self.trading_state, "mq-trading-state"),
+            (self.state_reason, "mq-state-reason"),
+            (self.state_line, "mq-state-line"),
             (self.status, "mq-status"),
             (self.threads, "mq-threads"),
             (self.message, "mq-message"),
@@ -160,16 +114,23 @@ class EngineControlPanel(w.VBox):
         self.start_button.on_click(lambda _: self._start_clicked())
         self.stop_button.on_click(lambda _: self._command("stop engine", self.engine.stop))
         self.auto.observe(self._auto_toggled, names="value")
-        self.auto.observe(lambda change: self._style_auto(bool(change["new"])), names="value")
+        self.auto.observe(lambda _: self._style_auto(), names="value")
+        self.trading_state.observe(self._state_picked, names="value")
+        self.state_confirm.no.on_click(lambda _: self._report("info", "trading state unchanged"))
         self.watch.observe(self._snapshot_changed, names="snapshot")
         self.watch.observe(self._watch_error, names="error")
 
+        row = w.Layout(align_items="center", flex_flow="row wrap")
         super().__init__(
             [
                 self.banner,
-                w.HBox([self.start_button, self.stop_button, self.auto]),
+                self.database,
+                w.HBox([self.start_button, self.stop_button, self.auto], layout=row),
                 self.confirm_box,
                 self.start_confirm,
+                w.HBox([w.HTML("<b>Trading</b>&nbsp;"), self.trading_state, self.state_reason], layout=row),
+                self.state_confirm,
+                self.state_line,
                 self.status,
                 self.message,
                 w.HTML("<b>Threads</b>"),
@@ -185,8 +146,11 @@ class EngineControlPanel(w.VBox):
     def _report(self, level: str, text: str) -> None:
         self.message.value = message_html(level, text)
 
-    def _command(self, label: str, fn: Callable[[], object]) -> None:
-        self.runner.submit(label, fn, self._report)
+    def _command(self, label: str, fn: Callable[[], object], *, done: Callable[[Any], str | None] | None = None
+                 ) -> Future[Any]:
+        future = self.runner.submit(label, fn, self._report, done=done)
+        future.add_done_callback(lambda f: self._resync() if f.exception() is not None else None)
+        return future
 
     def _start_clicked(self) -> None:
         snap = self.watch.snapshot
@@ -214,13 +178,15 @@ class EngineControlPanel(w.VBox):
         # an unknown mode is treated as live: never switch on unattended trading unconfirmed
         if want and live_or_unknown(self.watch.snapshot):
             with self._guard:
-                self.auto.value = False
+                self.auto.value = False  # it reads OFF until Yes: nothing is on while the question is open
             self.confirm_box.ask(self._live_auto_confirmed)
             return
         self._command(f"auto trading {'on' if want else 'off'}", lambda: self.engine.set_auto_trading(want))
 
-    def _style_auto(self, on: bool) -> None:
-        live = self.watch.snapshot is not None and self.watch.snapshot.mode == "live"
+    def _style_auto(self) -> None:
+        on = bool(self.auto.value)  # the value now, not the one notified: a LIVE "on" is put back at once
+        snap = self.watch.snapshot
+        live = snap is not None and snap.mode == "live"
         self.auto.description = f"Auto trading {'ON' if on else 'OFF'}"
         self.auto.button_style = ("danger" if live else "success") if on else ""
 
@@ -229,24 +195,71 @@ class EngineControlPanel(w.VBox):
             self.auto.value = True
         self._command("auto trading on (LIVE)", lambda: self.engine.set_auto_trading(True))
 
+    def _state_picked(self, change: dict[str, Any]) -> None:
+        if self._guard:
+            return
+        want = str(change["new"])
+        snap = self.watch.snapshot
+        engine_says = None if snap is None else str(snap.trading_state)
+        # the switch may be ahead of the last snapshot (a halt just sent): judge from the stricter of the two
+        current = strictest(engine_says, change["old"])
+        if loosens(current, want) and live_or_unknown(snap):
+            with self._guard:  # the switch shows the state before the click until Yes
+                self.trading_state.value = change["old"]
+            self._state_asked_from = engine_says
+            now = "not known yet (treated as LIVE and halted)" if snap is None else current.upper()
+            self.state_confirm.ask(
+                lambda: self._switch_state(want),
+                f'<b style="color: #c00">Trading is {now} on the LIVE account {account_label(snap)}. Switch to '
+                f"{want.upper()}: {_WHAT_LOOSENING_SENDS[want]}?</b>",
+            )
+            self._report("info", f"confirm the switch to {want} on the LIVE account")
+            return
+        self.state_confirm.dismiss()
+        self._switch_state(want)
+
+    def _switch_state(self, state: str) -> Future[Any]:
+        reason = self.state_reason.value.strip()
+        with self._guard:
+            self.trading_state.value = state
+
+        def switched(_: object) -> str:
+            self.state_reason.value = ""
+            return f"trading state: {state}" + (f" ({reason})" if reason else "")
+
+        return self._command(f"switch trading to {state}", lambda: self.engine.set_trading_state(state, reason),
+                             done=switched)
+
     # -- model → view ------------------------------------------------------------------------------
+
+    def _resync(self) -> None:
+        """Put the switches back to what the engine says (after a command failed)."""
+        snap = self.watch.snapshot
+        if snap is None:
+            return
+        with self._guard:
+            self.auto.value = bool(snap.auto_trading)
+            self.trading_state.value = str(snap.trading_state)
+        self._style_auto()
 
     def _snapshot_changed(self, change: dict[str, Any]) -> None:
         snap = change["new"]
         if snap is None:
             return
-        with self._guard:
-            self.auto.value = bool(snap.auto_trading)
-        self._style_auto(bool(snap.auto_trading))  # the mode may have become known since the last toggle
+        self._resync()  # the mode may have become known since the last toggle
         self.start_button.disabled = bool(snap.running)
         self.stop_button.disabled = not snap.running
         self.banner.value = banner_html(snap)
+        self.database.value = database_html(snap)
+        self.state_line.value = trading_state_html(snap)
         self.status.value = status_html(snap)
         self.threads.value = threads_html(snap)
         if not live_or_unknown(snap) or snap.auto_trading:
             self.confirm_box.dismiss()
         if snap.running or not self._start_trades_unattended(snap):
             self.start_confirm.dismiss()
+        if self.state_confirm.asking and str(snap.trading_state) != self._state_asked_from:
+            self.state_confirm.dismiss()  # the state moved on: the question asked about another one
 
     def _watch_error(self, change: dict[str, Any]) -> None:
         if change["new"]:

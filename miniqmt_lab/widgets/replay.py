@@ -23,6 +23,9 @@ import traitlets
 from miniqmt_lab.config import Settings
 from miniqmt_lab.schema import RULE_NAMES
 from miniqmt_lab.widgets._html import (
+    GAIN,
+    LOSS,
+    RULE_COLOURS,
     TABLE_CSS,
     Column,
     fmt_int,
@@ -30,7 +33,9 @@ from miniqmt_lab.widgets._html import (
     fmt_ratio,
     fmt_time,
     message_html,
+    plural,
     render_table,
+    side_colour,
 )
 from miniqmt_lab.widgets._runner import CommandRunner
 from miniqmt_lab.widgets.params import RuleParamsForm, rule_values, validated_rules
@@ -42,7 +47,7 @@ RERUN_BUY, RERUN_SELL = SIGNAL_TRACE + 1, SIGNAL_TRACE + 2
 
 COMPARE_COLUMNS = (
     Column("time", "time", fmt_time, left=True),
-    Column("side", "side", left=True),
+    Column("side", "side", str, side_colour, left=True),
     Column("rule", "rule", left=True),
     Column("price_recorded", "price", fmt_number),
     Column("volume_recorded", "volume", fmt_int),
@@ -206,20 +211,19 @@ class SignalReplayPanel(w.VBox):
 
     @staticmethod
     def _new_figure() -> go.FigureWidget:
-        from miniqmt_lab.backtest.plots import RULE_COLORS  # the backtest's charts and this one agree
-
         fig = go.FigureWidget()
-        fig.add_candlestick(name="price", increasing_line_color="#d62728", decreasing_line_color="#2ca02c")
+        fig.add_candlestick(name="price", increasing_line_color=GAIN, decreasing_line_color=LOSS)
         for rule in RULES:
-            fig.add_scatter(mode="markers", name=rule, marker={"color": RULE_COLORS[rule], "size": 12,
+            fig.add_scatter(mode="markers", name=rule, marker={"color": RULE_COLOURS[rule], "size": 12,
                                                                "line": {"width": 1, "color": "#000"}})
         fig.add_scatter(mode="markers", name="signal, not executed",
                         marker={"symbol": "x", "color": "#888", "size": 9})
         fig.add_scatter(mode="markers", name="rerun buy",
-                        marker={"symbol": "diamond-open", "color": "#9467bd", "size": 13, "line": {"width": 2}})
+                        marker={"symbol": "diamond-open", "color": GAIN, "size": 13, "line": {"width": 2}})
         fig.add_scatter(mode="markers", name="rerun sell",
-                        marker={"symbol": "diamond-open", "color": "#e377c2", "size": 13, "line": {"width": 2}})
-        fig.update_layout(width=1000, height=450, xaxis_rangeslider_visible=False,
+                        marker={"symbol": "diamond-open", "color": LOSS, "size": 13, "line": {"width": 2}})
+        # no fixed width: the chart takes the width of the output area and follows it when it changes
+        fig.update_layout(autosize=True, height=450, xaxis_rangeslider_visible=False,
                           margin={"l": 50, "r": 20, "t": 40, "b": 30}, legend={"orientation": "h"})
         return fig
 
@@ -301,7 +305,7 @@ class SignalReplayPanel(w.VBox):
             return trades
 
         return self.runner.submit("rerun", job, self._report,
-                                  done=lambda t: f"rerun: {len(t)} trades (recorded: {len(session.trades)})")
+                                  done=lambda t: f"rerun: {plural(len(t), 'trade')} (recorded: {len(session.trades)})")
 
     def _rerun_clicked(self, _: Any) -> None:
         try:
@@ -387,13 +391,14 @@ class SignalReplayPanel(w.VBox):
         table = compare_trades(self.state.trades, self.state.rerun_trades)
         rerun = self.state.rerun_trades
         rows = render_table(
-            table, COMPARE_COLUMNS, empty="no trades of this stock", css_class="mq-compare-table",
+            table, COMPARE_COLUMNS, empty="no trades of this stock", css_class="mq-compare-table", height=360,
             row_style=None if rerun is None else (lambda r: "" if _same(r) else "background: #fff4d6"),
         )
         if rerun is None:
             return rows
         changed = int((~table.apply(_same, axis=1)).sum()) if not table.empty else 0
-        return f"<div>{changed} of {len(table)} trades differ (highlighted)</div>{rows}"
+        differ = "trade differs" if len(table) == 1 else "trades differ"
+        return f"<div>{changed} of {len(table)} {differ} (highlighted)</div>{rows}"
 
     def _cursor_moved(self, change: dict[str, Any]) -> None:
         bars = self.state.bars

@@ -153,7 +153,8 @@ def journal_session(
 
 
 def engine_session(engine: Any, *, name: str | None = None) -> ReplaySession:
-    """The session an engine ran or is running.
+    """The session an ``Engine`` of this process ran or is running (its journal and database are read
+    from their files, so a served engine's sessions come from ``recorded_sessions`` on its machine).
 
     The engine writes its journal every ``sqlite_sync_interval`` seconds and on stop, so a running
     session shows the ticks flushed so far.

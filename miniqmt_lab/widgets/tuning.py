@@ -24,7 +24,7 @@ from plotly.subplots import make_subplots
 from miniqmt_lab import config
 from miniqmt_lab.config import Settings
 from miniqmt_lab.errors import ConfigError
-from miniqmt_lab.widgets._html import message_html, render_mapping
+from miniqmt_lab.widgets._html import GAIN_SCALE, LOSS, gain_colour, message_html, plural, render_mapping
 from miniqmt_lab.widgets._runner import CommandRunner
 from miniqmt_lab.widgets.params import SWEEPABLE, RuleParamsForm, rule_values, validated_rules
 
@@ -58,8 +58,21 @@ def _format_stat(value: Any) -> str:
     return str(value)
 
 
+COUNTING_NOTE = (
+    '<div class="mq-counting-note" style="font-size: 12px; color: #666; max-width: 36em; line-height: 1.4">'
+    "Why the counts differ: <i>trades</i> and <i>win_rate</i> on the left count closed holdings (first buy to "
+    "the last share sold) and the share of them that made money after all fees; vectorbt counts every sell "
+    "that closes part of a holding as a trade of its own, and a holding still open as one more.</div>"
+)
+"""Shown under vectorbt's statistics: the two trade counts answer different questions."""
+
+RETURN_KEYS = ("total_return", "Total Return [%]", "Benchmark Return [%]")  # ours, and vectorbt's stats
+
+
 def stats_html(stats: pd.Series, *, css_class: str) -> str:
-    return render_mapping([(str(k), _format_stat(v)) for k, v in stats.items()], css_class=css_class)
+    styles = {key: gain_colour(stats[key]) for key in RETURN_KEYS if key in stats.index}
+    return render_mapping([(str(k), _format_stat(v)) for k, v in stats.items()], css_class=css_class,
+                          styles=styles)
 
 
 class BacktestTuningPanel(w.VBox):
@@ -102,9 +115,12 @@ class BacktestTuningPanel(w.VBox):
         )
         self.equity_figure.add_scatter(name="equity", row=1, col=1, line={"color": "#1f77b4"})
         self.equity_figure.add_scatter(
-            name="drawdown", row=2, col=1, fill="tozeroy", line={"color": "#d62728"}
+            name="drawdown", row=2, col=1, fill="tozeroy", line={"color": LOSS}
         )
-        self.equity_figure.update_layout(width=1000, height=420, margin={"l": 50, "r": 20, "t": 30, "b": 30},
+        # no fixed width: the chart takes the width of the output area and follows it when it changes
+        self.equity_figure.update_yaxes(tickformat=",.0f", row=1, col=1)
+        self.equity_figure.update_yaxes(tickformat=".1%", row=2, col=1)  # drawdown: -0.5%, -1.0%, -1.5%
+        self.equity_figure.update_layout(autosize=True, height=420, margin={"l": 50, "r": 20, "t": 30, "b": 30},
                                          showlegend=False)
         self.stats = w.HTML("")
 
@@ -222,7 +238,8 @@ class BacktestTuningPanel(w.VBox):
             self.state.progress = 1.0
             return result
 
-        return self.runner.submit("backtest", job, self._report, done=lambda r: f"backtest: {len(r.trades)} trades")
+        return self.runner.submit("backtest", job, self._report,
+                                  done=lambda r: f"backtest: {plural(len(r.trades), 'trade')}")
 
     def run_sweep(self) -> Future[Any]:
         """Sweep the two chosen parameters over the given values, the other parameters as set."""
@@ -274,7 +291,7 @@ class BacktestTuningPanel(w.VBox):
 
         def job() -> Any:
             stats = result.stats()
-            self.full_stats.value = stats_html(stats, css_class="mq-vbt-stats-table")
+            self.full_stats.value = stats_html(stats, css_class="mq-vbt-stats-table") + COUNTING_NOTE
             return stats
 
         return self.runner.submit("vectorbt stats", job, self._report)
@@ -308,7 +325,8 @@ class BacktestTuningPanel(w.VBox):
             return
         x, y = self.state.sweep_axes
         figure = go.FigureWidget(result.heatmap(x, y, self.sweep_metric.value))
-        figure.update_layout(height=380)
+        figure.update_traces(colorscale=GAIN_SCALE)  # high red, low green, as every panel colours gains
+        figure.update_layout(height=380, autosize=True, width=None)
         figure.layout.title.text = f"{figure.layout.title.text or ''} (click a cell to use it)"
         for trace in figure.data:
             trace.on_click(self._heatmap_clicked)

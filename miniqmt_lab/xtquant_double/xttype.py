@@ -1,4 +1,5 @@
-"""The ``xtquant.xtconstant`` values and ``xtquant.xttype`` objects, with the real names, for the fake client.
+"""The ``xtquant.xtconstant`` values and ``xtquant.xttype`` objects, with the real names, for the
+xtquant double.
 
 Field names and numbers are those of ``shared/spec/xtquant.md``; tests compare them with the real
 package where it can be imported.

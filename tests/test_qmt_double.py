@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gc
 import importlib.util
+import sys
+import threading
 import time
 
 import pandas as pd
 import pytest
 
 from miniqmt_lab import market as mkt
-from miniqmt_lab.qmt import fake_types
-from miniqmt_lab.qmt.fake import CLIENT_DOWN_MESSAGE, FakeQmt, XtConstant
-from miniqmt_lab.qmt.fake_types import XtQuantTraderCallback
+from miniqmt_lab.xtquant_double import CLIENT_DOWN_MESSAGE, FakeQmt, XtConstant, XtQuantTraderCallback
+from miniqmt_lab.xtquant_double import xttype as fake_types
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("compiled_fees")]
 
@@ -237,7 +239,8 @@ def test_disconnect_drops_pushes_and_refuses_connects_as_told(session, qmt):
     trader, account, recorder = session
     qmt.disconnect(refuse_connects=2)
     assert recorder.wait(1)[0][0] == "on_disconnected"
-    assert trader.order_stock_async(account, CODE, XtConstant.STOCK_BUY, 100, XtConstant.FIX_PRICE, 10.0) == -1
+    seq = trader.order_stock_async(account, CODE, XtConstant.STOCK_BUY, 100, XtConstant.FIX_PRICE, 10.0)
+    assert seq > 0  # a positive seq whatever happens; this request goes nowhere
     assert trader.query_stock_positions(account) is None
     assert [trader.connect(), trader.connect(), trader.connect()] == [-1, -1, 0]
     assert trader.query_stock_asset(account) is not None
@@ -256,9 +259,8 @@ def test_callback_delay_keeps_the_order(session, qmt):
 
 
 def test_hang_blocks_a_query_until_released(session, qmt):
-    import threading
-
     trader, account, _ = session
+    qmt.set_position(CODE, 100, 10.0)
     qmt.hang("query_stock_asset")
     result: list[object] = []
     worker = threading.Thread(target=lambda: result.append(trader.query_stock_asset(account)))
@@ -352,3 +354,173 @@ def test_every_xtdata_call_fails_plainly_without_a_client(qmt, name, args):
         getattr(qmt.xtdata, name)(*args)
     assert type(info.value) is Exception
     assert str(info.value) == CLIENT_DOWN_MESSAGE
+
+
+# -- behaviours of the real SDK the double reproduces (shared/spec/xtquant.md) ------------------------
+
+
+def test_list_queries_answer_none_for_an_empty_account(session, qmt):
+    trader, account, _ = session
+    assert trader.query_stock_positions(account) is None  # the SDK's docs: failed OR empty
+    assert trader.query_stock_orders(account) is None
+    assert trader.query_stock_trades(account) is None
+    assert trader.query_stock_asset(account).cash == 1_000_000  # the asset query tells them apart
+    qmt.fail_next("query_stock_asset")
+    assert trader.query_stock_asset(account) is None
+
+
+def test_async_calls_always_return_a_new_positive_seq(session, qmt):
+    trader, account, recorder = session
+    first = trader.order_stock_async(account, CODE, XtConstant.STOCK_BUY, 0, XtConstant.FIX_PRICE, 10.0)
+    second = trader.cancel_order_stock_async(account, 999)
+    assert 0 < first < second  # a refused order and a cancel of an unknown order still get one
+    qmt.disconnect()
+    assert trader.order_stock_async(account, CODE, XtConstant.STOCK_BUY, 100, XtConstant.FIX_PRICE, 10.0) > second
+    assert trader.cancel_order_stock_async(account, 999) > second
+    errors = [d.seq for n, d in recorder.wait(last="on_cancel_error") if n == "on_order_error"]
+    assert errors == [first]  # the refusal arrives as on_order_error carrying its seq
+
+
+def test_set_timeout_ends_a_hung_call_and_forever_ignores_it(session, qmt):
+    trader, account, _ = session
+    qmt.hang("query_stock_asset")
+    trader.set_timeout(200)
+    assert trader.native_timeout == 0.2
+    started = time.monotonic()
+    assert trader.query_stock_asset(account) is None  # the client gave up: a failed query
+    assert 0.15 < time.monotonic() - started < 2.0
+    qmt.hang("query_stock_asset", forever=True)
+    result: list[object] = []
+    worker = threading.Thread(target=lambda: result.append(trader.query_stock_asset(account)), daemon=True)
+    worker.start()
+    worker.join(0.5)
+    assert worker.is_alive() and qmt.hung("query_stock_asset") == 1
+    qmt.release()
+    worker.join(2)
+    assert result[0].cash == 1_000_000
+
+
+def test_a_restarted_client_never_reconnects_the_old_traders(session, qmt):
+    trader, account, recorder = session
+    qmt.restart()
+    assert recorder.wait(last="on_disconnected")
+    assert [trader.connect() for _ in range(3)] == [-1, -1, -1]
+    fresh = qmt.xttrader.XtQuantTrader(qmt.userdata_path, 2)
+    fresh.start()
+    assert fresh.connect() == 0 and fresh.subscribe(account) == 0
+    same_session = qmt.xttrader.XtQuantTrader(qmt.userdata_path, 2)
+    same_session.start()
+    assert same_session.connect() == -1  # one connection per session id
+    for t in (fresh, same_session):
+        t.stop()
+
+
+def test_a_trader_built_off_the_main_thread_fails_when_dropped_on_it(qmt, monkeypatch):
+    printed: list[str] = []  # what Python prints as "Exception ignored in ..." (kept as text: no frames)
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: printed.append(repr(u.exc_value)))
+    made: list[object] = []
+    worker = threading.Thread(target=lambda: made.append(qmt.xttrader.XtQuantTrader(qmt.userdata_path, 5)),
+                              name="builder")
+    worker.start()
+    worker.join()
+    assert len(qmt.traders) == 1
+    made.clear()  # the last reference goes on the main thread
+    gc.collect()
+    assert printed == ["AttributeError(\"'XtQuantTrader' object has no attribute 'oldloop'\")"]
+    assert qmt.violations == ["trader of session 5 built on builder was dropped on the main thread ('oldloop')"]
+    assert qmt.traders == []
+
+    kept = qmt.xttrader.XtQuantTrader(qmt.userdata_path, 6)  # built and dropped on the main thread: fine
+    del kept
+    on_thread = threading.Thread(target=lambda: qmt.xttrader.XtQuantTrader(qmt.userdata_path, 7))
+    on_thread.start()
+    on_thread.join()  # built and dropped on its own thread: fine
+    assert len(qmt.violations) == 1 and qmt.sessions == [5, 6, 7]
+
+
+def test_the_first_use_of_xtquant_pays_the_update_check_on_its_thread(tmp_path):
+    qmt = FakeQmt(import_delay=0.3)
+    started = time.monotonic()
+    worker = threading.Thread(target=lambda: qmt.xtdata, name="first-user")
+    worker.start()
+    worker.join()
+    assert time.monotonic() - started >= 0.3
+    assert qmt.imported_on == ["first-user"]
+    started = time.monotonic()
+    assert qmt.xttrader is not None and qmt.xtconstant.STOCK_BUY == 23
+    assert time.monotonic() - started < 0.2
+
+
+def test_xtdata_prints_its_banner_on_every_connect_unless_told_not_to(qmt, capsys):
+    xtdata = qmt.xtdata
+    xtdata.get_full_tick([CODE])
+    xtdata.get_full_tick([CODE])
+    assert capsys.readouterr().out.count("xtdata连接成功") == 1  # once per connection
+    qmt.running = False
+    with pytest.raises(Exception, match="无法连接"):
+        xtdata.get_full_tick([CODE])
+    qmt.running = True
+    xtdata.get_full_tick([CODE])
+    assert "enable_hello = False" in capsys.readouterr().out  # again after a reconnect
+    xtdata.enable_hello = False
+    qmt.running = False
+    with pytest.raises(Exception, match="无法连接"):
+        xtdata.get_full_tick([CODE])
+    qmt.running = True
+    xtdata.get_full_tick([CODE])
+    assert capsys.readouterr().out == ""
+
+
+def test_full_tick_keeps_the_last_snapshot_whatever_its_date(tmp_path):
+    now = [dt.datetime(2024, 3, 4, 15, 0, tzinfo=mkt.SHANGHAI)]
+    qmt = FakeQmt(clock=lambda: now[0])
+    qmt.market.set_price(CODE, 10.0)
+    now[0] = dt.datetime(2024, 3, 5, 9, 20, tzinfo=mkt.SHANGHAI)  # the next morning, before any trade
+    tick = qmt.xtdata.get_full_tick([CODE])[CODE]
+    assert tick["time"] == int(dt.datetime(2024, 3, 4, 15, 0, tzinfo=mkt.SHANGHAI).timestamp() * 1000)
+
+
+def test_klines_in_lots_with_base_prices_suspensions_and_the_real_index(qmt):
+    qmt.market.add_bars(daily_bars())
+    qmt.market.add_action(CODE, "2024-03-06", interest=0.1, stock_bonus=0.3, stock_gift=0.1)
+    qmt.market.suspend(CODE, ["2024-03-07"])
+    qmt.market.add_bars(daily_bars().assign(date=["2024-03-08", "2024-03-15", "2024-03-22"]), "1w")
+    xtdata = qmt.xtdata
+    xtdata.download_history_data2([CODE], "1d")
+    xtdata.download_history_data2([CODE], "1w")
+
+    frame = xtdata.get_market_data_ex([], [CODE], "1d", "20240304", "20240310")[CODE]
+    assert list(frame.index) == ["20240304", "20240305", "20240306", "20240307"]
+    assert frame["volume"].tolist() == [1e4, 2e4, 1.5e4, 0.0]  # lots; the suspended day is a filled row
+    reference = round((10.1 - 0.1) / 1.4, 2)  # the ex-rights reference price of 2024-03-06
+    assert frame["preClose"].tolist() == [0.0, 10.2, reference, 9.9]
+    assert frame["suspendFlag"].tolist() == [0, 0, 0, 1]
+    assert frame.loc["20240307", ["open", "high", "low", "close"]].tolist() == [9.9] * 4
+    assert list(xtdata.get_market_data_ex([], [CODE], "1d", fill_data=False)[CODE].index)[-1] == "20240306"
+    weekly = xtdata.get_market_data_ex([], [CODE], "1w")[CODE]
+    assert list(weekly.index) == ["20240308000000", "20240315000000", "20240322000000"]  # not 'YYYYMMDD'
+
+
+def test_divid_factors_and_listing_date(qmt):
+    qmt.market.add_bars(daily_bars())
+    qmt.market.add_action(CODE, "2024-03-06", interest=0.1, stock_bonus=0.3, stock_gift=0.1)
+    qmt.market.add_action(CODE, "2025-06-02", allot_num=0.2, allot_price=8.0)
+    qmt.market.set_instrument(CODE, "浦发银行", prev_close=10.0, open_date=dt.date(1999, 11, 10))
+    factors = qmt.xtdata.get_divid_factors(CODE, "20240101", "20241231")
+    assert list(factors.index) == ["20240306"]
+    assert list(factors.columns) == ["time", "interest", "stockBonus", "stockGift", "allotNum", "allotPrice",
+                                     "gugai", "dr"]
+    row = factors.iloc[0]
+    assert (row["interest"], row["stockBonus"], row["stockGift"]) == (0.1, 0.3, 0.1)
+    assert row["time"] == int(dt.datetime(2024, 3, 6, tzinfo=mkt.SHANGHAI).timestamp() * 1000)
+    assert row["dr"] == pytest.approx(10.1 / round(10.0 / 1.4, 2))
+    assert len(qmt.xtdata.get_divid_factors(CODE)) == 2
+    assert qmt.xtdata.get_instrument_detail(CODE)["OpenDate"] == "19991110"
+
+
+def test_tick_history_is_served_for_the_tick_period(qmt):
+    qmt.market.set_price(CODE, 10.1, volume=300, time=dt.datetime(2024, 3, 5, 9, 31, tzinfo=mkt.SHANGHAI))
+    qmt.xtdata.download_history_data2([CODE], "tick")
+    ticks = qmt.xtdata.get_market_data_ex([], [CODE], "tick", "20240305", "20240305")[CODE]
+    assert list(ticks.index) == ["20240305093100"]
+    assert (ticks["lastPrice"].iloc[0], ticks["volume"].iloc[0]) == (10.1, 3)

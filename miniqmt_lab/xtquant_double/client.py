@@ -1,21 +1,18 @@
-"""An in-process double of the miniQMT client as xtquant sees it (``shared/spec/xtquant.md``).
+"""The double's miniQMT client: one logged-in account, its connections, faults, and the life of an
+order with the callbacks it sends (``shared/spec/xtquant.md``).
 
 :class:`FakeQmt` stands in for the four xtquant parts the adapters use, with the real names:
-``xttrader`` (``XtQuantTrader`` with the real methods, arguments, return codes and callback order,
-one callback thread per trader that sync queries must not be called from), ``xttype`` (objects
-with the real field names), ``xtconstant`` and ``xtdata``. It keeps one account (cash, T+1
-positions, orders, trades) over a :class:`FakeMarket` of prices and bars, and it can be told to
-misbehave the ways the real client does: drop the connection, hang a query, reject an order, fill
-part of one, answer late, or not be running at all. The adapter tests run on it; demos can too.
+``xttrader`` (:mod:`miniqmt_lab.xtquant_double.xttrader`), ``xttype`` and ``xtconstant``
+(:mod:`~miniqmt_lab.xtquant_double.xttype`) and ``xtdata`` (:mod:`~miniqmt_lab.xtquant_double.xtdata`).
+It keeps one account (cash, T+1 positions, orders, trades: :mod:`~miniqmt_lab.xtquant_double.ledger`)
+over a :class:`~miniqmt_lab.xtquant_double.market.FakeMarket`, and it can be told to misbehave the
+ways the real client does: drop the connection, restart, hang a call, reject an order, fill part of
+one, answer late, not be running at all, or make the first import of xtquant slow.
 
     qmt = FakeQmt(account_id="8800001234", userdata_path=folder)
     qmt.market.set_instrument("600000.SH", "浦发银行", prev_close=10.0)
     qmt.market.set_price("600000.SH", 10.1)
     broker = QmtBroker(settings, modules=qmt)
-
-This module is the client: connections, faults, and the life of an order with the callbacks it
-sends. The trader surface and its callback thread are in :mod:`miniqmt_lab.qmt.fake_trader`, the
-account's books and the matching in :mod:`miniqmt_lab.qmt.fake_ledger`.
 """
 
 from __future__ import annotations
@@ -24,6 +21,8 @@ import itertools
 import math
 import os
 import threading
+import time
+import weakref
 from collections import deque
 from dataclasses import replace
 from types import SimpleNamespace
@@ -31,10 +30,11 @@ from typing import Any
 
 from miniqmt_lab import market as mkt
 from miniqmt_lab.config import FeeSettings
-from miniqmt_lab.qmt.fake_data import CLIENT_DOWN_MESSAGE, Clock, FakeMarket, FakeXtData
-from miniqmt_lab.qmt.fake_ledger import ClientOrder, FakeLedger, Holding
-from miniqmt_lab.qmt.fake_trader import FakeXtQuantTrader, XtTraderModule
-from miniqmt_lab.qmt.fake_types import (
+from miniqmt_lab.xtquant_double.ledger import ClientOrder, FakeLedger, Holding
+from miniqmt_lab.xtquant_double.market import Clock, FakeMarket
+from miniqmt_lab.xtquant_double.xtdata import FakeXtData
+from miniqmt_lab.xtquant_double.xttrader import FakeXtQuantTrader, XtTraderModule
+from miniqmt_lab.xtquant_double.xttype import (
     DIRECTION_BUY,
     DIRECTION_SELL,
     FINAL_STATUSES,
@@ -52,12 +52,11 @@ from miniqmt_lab.qmt.fake_types import (
     XtOrderError,
     XtOrderResponse,
     XtPosition,
-    XtQuantTraderCallback,
     XtTrade,
 )
 
 REMARK_LIMIT = 24
-"""Order remarks longer than this are cut by the fake, as some counters do."""
+"""Order remarks longer than this are cut by the double, as some counters do."""
 
 
 class FakeQmt:
@@ -67,8 +66,11 @@ class FakeQmt:
     Orders go 48 → 50 → 55/56 (or 57 when refused). A limit order fills once marketable (buy limit at
     or above the price, sell at or below) at its own price (``fill_price="order"``) or at the market
     price (``"market"``); a latest-price order fills at once at the market price. Faults:
-    :meth:`disconnect`, :meth:`hang`, :meth:`reject_next`, :meth:`partial_next`, :meth:`push`,
-    ``running = False`` (no client), ``callback_delay``, ``response_delay`` and ``response_first``.
+    :meth:`disconnect`, :meth:`restart`, :meth:`hang`, :meth:`fail_next`, :meth:`reject_next`,
+    :meth:`partial_next`, :meth:`push`, ``running = False`` (no client), ``callback_delay``,
+    ``response_delay``, ``response_first`` and ``import_delay`` (the first use of any xtquant part
+    waits that long on the using thread, as the real package's update check over HTTP does on its
+    first import).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class FakeQmt:
         fill_price: str = "order",
         report_commission: bool = True,
         clock: Clock | None = None,
+        import_delay: float = 0.0,
     ) -> None:
         if fill_price not in ("order", "market"):
             raise ValueError(f"fill_price must be 'order' or 'market', got {fill_price!r}")
@@ -89,26 +92,30 @@ class FakeQmt:
         self.clock: Clock = clock or self.market.clock
         self.account_id = str(account_id)
         self.userdata_path = os.fspath(userdata_path) if userdata_path is not None else None
+        self.import_delay = import_delay
+        self.imported_on: list[str] = []  # the thread that paid for the first import
 
-        self.xtconstant = XtConstant
-        self.xttype = SimpleNamespace(
+        self._xtconstant = XtConstant
+        self._xttype = SimpleNamespace(
             StockAccount=StockAccount, XtAsset=XtAsset, XtPosition=XtPosition, XtOrder=XtOrder, XtTrade=XtTrade,
             XtOrderError=XtOrderError, XtCancelError=XtCancelError, XtOrderResponse=XtOrderResponse,
             XtCancelOrderResponse=XtCancelOrderResponse, XtAccountStatus=XtAccountStatus,
         )
-        self.xttrader = XtTraderModule(self)
-        self.xtdata = FakeXtData(self.market, lambda: self.running)
+        self._xttrader = XtTraderModule(self)
+        self._xtdata = FakeXtData(self.market, lambda: self.running, lambda name, timeout: self.admit(name, timeout))
+        self._import_lock = threading.Lock()
 
         self.running = True
         self.callback_delay = 0.0
         self.response_delay = 0.0
         self.response_first = False
-        self.traders: list[FakeXtQuantTrader] = []
+        self.sessions: list[int] = []  # the session id of every trader built, in order
         self.order_requests: list[dict[str, Any]] = []
         self.callback_errors: list[tuple[str, str]] = []
         self.violations: list[str] = []
 
         self._lock = threading.RLock()
+        self._traders: list[weakref.ref[FakeXtQuantTrader]] = []  # weak: a dropped trader is gone
         self._orders: dict[int, ClientOrder] = {}
         self.ledger = FakeLedger(
             account_id=self.account_id, cash=cash, market=self.market, clock=self.clock, fees=fees or FeeSettings(),
@@ -118,8 +125,46 @@ class FakeQmt:
         self._refuse_connects = 0
         self._rejections: deque[str] = deque()
         self._hangs: dict[str, threading.Event] = {}
+        self._forever: set[str] = set()
+        self._failures: dict[str, int] = {}
         self._hung: dict[str, int] = {}
         self.market.add_listener(self._on_price)
+
+    # -- the xtquant parts ----------------------------------------------------------------------------
+    def _imported(self) -> None:
+        """The first use of any part pays ``import_delay`` on its thread; others wait for it, as
+        Python's import lock makes them."""
+        with self._import_lock:
+            if not self.imported_on:
+                time.sleep(self.import_delay)
+                self.imported_on.append(threading.current_thread().name)
+
+    @property
+    def xttrader(self) -> XtTraderModule:
+        self._imported()
+        return self._xttrader
+
+    @property
+    def xttype(self) -> SimpleNamespace:
+        self._imported()
+        return self._xttype
+
+    @property
+    def xtconstant(self) -> type[XtConstant]:
+        self._imported()
+        return self._xtconstant
+
+    @property
+    def xtdata(self) -> FakeXtData:
+        self._imported()
+        return self._xtdata
+
+    @property
+    def traders(self) -> list[FakeXtQuantTrader]:
+        """The traders built and not dropped yet, in the order they were built."""
+        with self._lock:
+            live = [t for t in (ref() for ref in self._traders) if t is not None]
+        return live
 
     # -- fault injection and set-up -------------------------------------------------------------------
     def disconnect(self, *, refuse_connects: int = 0) -> None:
@@ -131,7 +176,15 @@ class FakeQmt:
                 trader.connected = False
                 trader.subscribed.clear()
         for trader in traders:
-            trader._post("on_disconnected")
+            trader.post("on_disconnected")
+
+    def restart(self) -> None:
+        """The client process restarts: every connection drops, and the traders built before never
+        connect again (``connect()`` -1 for ever); a new ``XtQuantTrader`` connects."""
+        with self._lock:
+            for trader in self.traders:
+                trader.stale = True
+        self.disconnect()
 
     def reject_next(self, message: str = "[COUNTER] 委托被拒绝") -> None:
         """The next order passes the argument checks, then the counter refuses it (status 57)."""
@@ -143,14 +196,25 @@ class FakeQmt:
         with self._lock:
             self.ledger.partials.append(int(volume))
 
-    def hang(self, method: str) -> None:
-        """Calls of ``method`` (e.g. ``"query_stock_positions"``) block until :meth:`release`."""
+    def hang(self, method: str, *, forever: bool = False) -> None:
+        """Calls of ``method`` (a trader query, ``"connect"``, ``"subscribe"`` or an xtdata function)
+        block until :meth:`release`, or until the trader's ``set_timeout`` runs out; ``forever``:
+        whatever ``set_timeout`` says (a native call stuck where its timeout does not reach)."""
         with self._lock:
             self._hangs.setdefault(method, threading.Event())
+            if forever:
+                self._forever.add(method)
+
+    def fail_next(self, method: str, times: int = 1) -> None:
+        """The next ``times`` calls of ``method`` fail as the real client's do: a query returns None,
+        ``connect`` and ``subscribe`` -1."""
+        with self._lock:
+            self._failures[method] = self._failures.get(method, 0) + times
 
     def release(self) -> None:
         with self._lock:
             hangs, self._hangs = self._hangs, {}
+            self._forever.clear()
         for gate in hangs.values():
             gate.set()
 
@@ -162,7 +226,7 @@ class FakeQmt:
     def push(self, name: str, data: Any = None) -> None:
         """Deliver any callback (even a malformed object) to every subscribed trader, in order."""
         for trader in self._subscribers():
-            trader._post(name, data)
+            trader.post(name, data)
 
     def set_position(self, code: str, volume: int, avg_price: float, *, available: int | None = None) -> None:
         """A holding carried over from earlier days (sellable unless ``available`` says otherwise)."""
@@ -180,15 +244,22 @@ class FakeQmt:
         with self._lock:
             return self.ledger.cash
 
-    # -- connection -----------------------------------------------------------------------------------
-    def _connect(self, trader: FakeXtQuantTrader) -> int:
+    # -- what traders ask of their client -------------------------------------------------------------
+    def register(self, trader: FakeXtQuantTrader) -> None:
         with self._lock:
-            if trader._thread is None or not self.running or not os.path.isdir(trader.path):
+            self._traders.append(weakref.ref(trader))
+            self.sessions.append(trader.session)
+
+    def connect_trader(self, trader: FakeXtQuantTrader) -> int:
+        with self._lock:
+            if not trader.started or trader.stale or not self.running or not os.path.isdir(trader.path):
                 return -1
             if self.userdata_path is not None and os.path.normcase(os.path.abspath(trader.path)) != os.path.normcase(
                 os.path.abspath(self.userdata_path)
             ):
                 return -1
+            if any(t is not trader and t.connected and t.session == trader.session for t in self.traders):
+                return -1  # one connection per session id
             if self._refuse_connects > 0:
                 self._refuse_connects -= 1
                 return -1
@@ -199,18 +270,27 @@ class FakeQmt:
         with self._lock:
             return [t for t in self.traders if t.connected and self.account_id in t.subscribed]
 
-    def _maybe_hang(self, method: str) -> None:
+    def admit(self, method: str, timeout: float | None) -> bool:
+        """Whether a call of ``method`` goes through: it blocks while ``method`` is hung, and False
+        means it fails (the trader's ``timeout`` ran out first, or :meth:`fail_next` said so)."""
         with self._lock:
+            if self._failures.get(method, 0) > 0:
+                self._failures[method] -= 1
+                return False
             gate = self._hangs.get(method)
             if gate is None:
-                return
+                return True
+            if method in self._forever:
+                timeout = None
             self._hung[method] = self._hung.get(method, 0) + 1
-        gate.wait()
-        with self._lock:
-            self._hung[method] -= 1
+        try:
+            return gate.wait(timeout)
+        finally:
+            with self._lock:
+                self._hung[method] -= 1
 
     # -- orders ---------------------------------------------------------------------------------------
-    def _place(self, trader: FakeXtQuantTrader, account: StockAccount, stock_code: str, order_type: int,
+    def place(self, trader: FakeXtQuantTrader, account: StockAccount, stock_code: str, order_type: int,
                order_volume: int, price_type: int, price: float, strategy_name: str, order_remark: str,
                *, seq: int | None) -> tuple[int, threading.Event | None]:
         remark = str(order_remark)[:REMARK_LIMIT]
@@ -224,7 +304,7 @@ class FakeQmt:
             answered: threading.Event | None = None
             if seq is not None:
                 answered = threading.Event() if self.response_first else None
-                trader._post("on_order_stock_async_response", XtOrderResponse(
+                trader.post("on_order_stock_async_response", XtOrderResponse(
                     C.SECURITY_ACCOUNT, self.account_id, order_id, strategy_name, remark, problem, seq,
                 ), delay=self.response_delay, done=answered)
             if problem:
@@ -290,7 +370,7 @@ class FakeQmt:
             return
         xt = order.xt
         for trader in self._subscribers():
-            trader._post("on_stock_trade", replace(trade))
+            trader.post("on_stock_trade", replace(trade))
         if xt.traded_volume >= xt.order_volume:
             self._finish(order, C.ORDER_SUCCEEDED, "")
         else:
@@ -298,7 +378,7 @@ class FakeQmt:
             self._push_order(order)
         self._push_account(xt.stock_code)
 
-    def _cancel(self, trader: FakeXtQuantTrader, account: StockAccount, order_id: int, *, seq: int | None) -> int:
+    def cancel(self, trader: FakeXtQuantTrader, account: StockAccount, order_id: int, *, seq: int | None) -> int:
         with self._lock:
             order = self._orders.get(order_id)
             problem = ""
@@ -310,7 +390,7 @@ class FakeQmt:
                 problem = f"委托{order_id}已是最终状态({order.xt.order_status}), 不能撤单"
             sysid = order.xt.order_sysid if order is not None else ""
             if seq is not None:
-                trader._post("on_cancel_order_stock_async_response", XtCancelOrderResponse(
+                trader.post("on_cancel_order_stock_async_response", XtCancelOrderResponse(
                     C.SECURITY_ACCOUNT, self.account_id, -1 if problem else 0, order_id, sysid, seq, problem,
                 ))
             if problem:
@@ -335,40 +415,22 @@ class FakeQmt:
 
     def _push_order(self, order: ClientOrder) -> None:
         for trader in self._subscribers():
-            trader._post("on_stock_order", replace(order.xt))
+            trader.post("on_stock_order", replace(order.xt))
 
     def _push_account(self, code: str) -> None:
         position = next((p for p in self.ledger.positions() if p.stock_code == code), None)
         asset = self.ledger.asset()
         for trader in self._subscribers():
             if position is not None:
-                trader._post("on_stock_position", position)
-            trader._post("on_stock_asset", asset)
+                trader.post("on_stock_position", position)
+            trader.post("on_stock_asset", asset)
 
     def _send_error(self, trader: FakeXtQuantTrader, error: XtOrderError | XtCancelError,
                     name: str = "on_order_error") -> None:
         """Errors go to the trader that sent the request, whether or not it subscribed."""
         targets = {id(t): t for t in [trader, *self._subscribers()] if t.connected}
         for target in targets.values():
-            target._post(name, replace(error))
+            target.post(name, replace(error))
 
 
-__all__ = [
-    "CLIENT_DOWN_MESSAGE",
-    "FakeMarket",
-    "FakeQmt",
-    "FakeXtData",
-    "FakeXtQuantTrader",
-    "StockAccount",
-    "XtAccountStatus",
-    "XtAsset",
-    "XtCancelError",
-    "XtCancelOrderResponse",
-    "XtConstant",
-    "XtOrder",
-    "XtOrderError",
-    "XtOrderResponse",
-    "XtPosition",
-    "XtQuantTraderCallback",
-    "XtTrade",
-]
+__all__ = ["REMARK_LIMIT", "FakeQmt"]

@@ -1,9 +1,9 @@
-"""The fake client's account: cash, T+1 holdings, orders and trades; the counter's checks and matching.
+"""The double's account: cash, T+1 holdings, orders and trades; the counter's checks and matching.
 
 :class:`FakeLedger` books what happens to orders (freezing cash or shares, fills with per-order fees,
-releases on cancel) and shows the account as xtquant's objects. It sends no callback:
-:class:`~miniqmt_lab.qmt.fake.FakeQmt` calls it under the lock they share and pushes what changed to
-its traders. Its views (``positions``, ``asset``, the snapshots) take that lock themselves: the
+releases on cancel) and shows the account as xtquant's objects. It sends no callback: its client
+(:class:`~miniqmt_lab.xtquant_double.client.FakeQmt`) calls it under the lock they share and pushes
+what changed to its traders. Its views (``positions``, ``asset``, the snapshots) take that lock themselves: the
 traders' queries call them directly.
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 
 from miniqmt_lab import market as mkt
 from miniqmt_lab.config import FeeSettings
-from miniqmt_lab.qmt.fake_data import Clock, FakeMarket
-from miniqmt_lab.qmt.fake_types import DIRECTION_BUY, REPORTED_MARKET, C, XtAsset, XtOrder, XtPosition, XtTrade
+from miniqmt_lab.xtquant_double.market import Clock, FakeMarket
+from miniqmt_lab.xtquant_double.xttype import DIRECTION_BUY, REPORTED_MARKET, C, XtAsset, XtOrder, XtPosition, XtTrade
 
 
 @dataclass
@@ -44,7 +44,8 @@ class ClientOrder:
 
 class FakeLedger:
     """One account's books over ``market``. ``orders`` is the client's order table (by order id),
-    which the ledger books and shows; orders fill as :class:`~miniqmt_lab.qmt.fake.FakeQmt` describes
+    which the ledger books and shows; orders fill as
+    :class:`~miniqmt_lab.xtquant_double.client.FakeQmt` describes
     (``fill_price``), cut to the sizes queued in ``partials`` while there are any."""
 
     def __init__(
