@@ -447,10 +447,11 @@ def _fetch_bars(con: duckdb.DuckDBPyConnection, table: str, t: str, where: str, 
     numbers = (*PRICE_COLUMNS, "volume", "amount")
     code_id = f"enum_code(CAST(stock_code AS {_enum(codes)}))" if codes else "0"
     name_id = f"enum_code(CAST(stock_name AS {_enum(names)}))" if names else "NULL::INTEGER"
-    columns = con.execute(
+    # the relation API (sql) fills the arrays faster than a prepared statement's result (execute)
+    columns = con.sql(
         f"SELECT {code_id} AS code_id, {name_id} AS name_id, {t}, {', '.join(numbers)}"
         f" FROM {table}{where} ORDER BY {t}, code_id",
-        params,
+        params=params or None,
     ).fetchnumpy()
     name_ids = np.ma.filled(np.ma.asarray(columns["name_id"]).astype(np.int64), -1)
     frame = {
