@@ -1,21 +1,26 @@
-"""Backtest speed: the rule-kernel loop against vectorbt's from_signals and against plain Python.
+"""Backtest speed: the rule-kernel loop against vectorbt's from_signals, a bare loop and plain Python.
 
-Seeded synthetic bars, 500 stocks x 1000 days. Prints a compact table and writes the figures to
-``bench/results/backtest.json``. A bar-evaluation is one bar of one stock under one parameter
-combination (all of that bar's ticks: four in "ohlc" mode, one in "close" mode).
+Seeded synthetic bars, 500 stocks x 1000 days, as the bar store returns them (a long frame sorted by date
+and code, codes and names as categoricals). Prints a compact table (each target next to its figure and
+the ratio against its baseline measured in this run) and writes the figures to
+``bench/results/backtest.json``. A bar-evaluation is one bar of one stock under one parameter combination
+(all of that bar's ticks: four in "ohlc" mode, one in "close" mode).
 
     python bench/backtest.py
 
-Measured: (1) run_backtest and a 100-combination sweep; (2) vectorbt's ``Portfolio.from_signals``
-with stop loss, take profit and a trailing stop on the same closes and MACD entries, warm (the
-second call onwards); (3) the same loop as plain Python (``NUMBA_DISABLE_JIT=1`` in a subprocess,
-on a 50-stock x 250-day subset, scaled per bar-evaluation); (4) the first run_backtest of a fresh
-process with numba's cache warm and cold, and that process's peak memory.
+Measured: (1) run_backtest from the long frame (all preparation: market simulation, MACD entries) and on
+a prepared BarData, and a 100-combination sweep; (2) vectorbt's ``Portfolio.from_signals`` with stop
+loss, take profit and a trailing stop on the same closes and MACD entries as a wide frame, warm (target:
+run_backtest from the long frame at least 2x faster); (3) the simulation loop against the bare loop of
+``bench/bare_loop.py`` (target: within 3x); (4) the same loop as plain Python (``NUMBA_DISABLE_JIT=1``
+in a subprocess, on a 50-stock x 250-day subset, scaled per bar-evaluation); (5) the first run_backtest
+of a fresh process with numba's cache warm and cold, and that process's peak memory. The trade lists'
+digests are recorded so that a speed change can show it left every trade alone.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -49,6 +54,7 @@ FIRST_RUN = textwrap.dedent(
     from miniqmt_lab.bars import sample_bars
     t1 = time.perf_counter()
     bars = sample_bars({N_STOCKS}, {N_DAYS}, seed={SEED})
+    bars = bars.astype({{"stock_code": "category", "stock_name": "category"}})
     def status_mb(field):
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
@@ -74,17 +80,17 @@ PLAIN_PYTHON = textwrap.dedent(
     f"""
     import json, time
     from miniqmt_lab.backtest.core import simulate
-    from miniqmt_lab.backtest.prepare import bar_grid, entry_signals, prepare_bars, tick_rounds
+    from miniqmt_lab.backtest.prepare import day_facts, entry_signals, prepare_bars, tick_stream
     from miniqmt_lab.bars import sample_bars
     from miniqmt_lab.config import FeeSettings, RuleSettings
     bars = sample_bars({N_STOCKS}, {N_DAYS}, seed={SEED})
     codes = sorted(bars["stock_code"].unique())[:{SUBSET_STOCKS}]
     days = sorted(bars["date"].unique())[:{SUBSET_DAYS}]
     data = prepare_bars(bars[bars["stock_code"].isin(codes) & bars["date"].isin(days)])
-    rounds, grid = tick_rounds(data, "ohlc"), bar_grid(data, entry_signals(data, "macd"), limits=True)
+    stream, days = tick_stream(data, "ohlc"), day_facts(data, entry_signals(data, "macd"))
     t0 = time.perf_counter()
-    out = simulate(rounds, grid, [RuleSettings()], FeeSettings(), 1_000_000.0)
-    print(json.dumps(dict(seconds=time.perf_counter() - t0, bar_evals=data.close.size, trades=int(out.n_trades.sum()))))
+    out = simulate(stream, days, [RuleSettings()], FeeSettings(), 1_000_000.0, data.day_dates)
+    print(json.dumps(dict(seconds=time.perf_counter() - t0, bar_evals=data.n_rows, trades=int(out.n_trades.sum()))))
     """
 )
 
@@ -108,48 +114,77 @@ def probe(script: str, env: dict[str, str] | None = None, **flags: Any) -> dict[
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def digest(trades: pd.DataFrame) -> str:
+    """A digest of a trade list: equal digests, equal trades (time, code, side, price, volume, fees, rule)."""
+    return hashlib.sha256(pd.util.hash_pandas_object(trades, index=False).to_numpy().tobytes()).hexdigest()[:16]
+
+
+def store_like_bars() -> pd.DataFrame:
+    """The bench's bars as the bar store returns them: sorted by date and code, categorical codes and names."""
+    from miniqmt_lab.bars import sample_bars
+
+    bars = sample_bars(N_STOCKS, N_DAYS, seed=SEED)
+    return bars.astype({"stock_code": "category", "stock_name": "category"})
+
+
 def main() -> dict[str, Any]:
     from miniqmt_lab.backtest import prepare_bars, run_backtest, sweep
     from miniqmt_lab.backtest.nb import simulate_nb
-    from miniqmt_lab.backtest.prepare import bar_grid, entry_signals, tick_rounds
-    from miniqmt_lab.bars import sample_bars
+    from miniqmt_lab.backtest.prepare import day_facts, entry_signals, tick_stream
     from miniqmt_lab.config import FeeSettings, RuleSettings
-    from miniqmt_lab.market import fee_params
-    from miniqmt_lab.rules.params import rule_table
+    from miniqmt_lab.market import fee_params, fee_table
+    from miniqmt_lab.rules.params import rule_params, rule_table
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bare_loop import bare_loop_nb
 
     figures: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                                "data": {"stocks": N_STOCKS, "days": N_DAYS, "seed": SEED}}
-    bars = sample_bars(N_STOCKS, N_DAYS, seed=SEED)
+    bars = store_like_bars()
     data = prepare_bars(bars)
-    bar_evals = data.close.size
-    run_backtest(data)  # loads (or compiles) every kernel once
+    bar_evals = data.n_rows
+    run_backtest(bars)  # loads (or compiles) every kernel once
 
     # -- (1) throughput -----------------------------------------------------------------------------
     single: dict[str, float] = {}
-    # a new BarData computes its tick rounds, limits and MACD entries; later runs reuse them
-    single["run_new_bardata_ohlc_s"] = timed(lambda: run_backtest(dataclasses.replace(data)), 5)
+    single["run_from_long_frame_s"] = timed(lambda: run_backtest(bars), 7)
     for mode in ("ohlc", "close"):
-        single[f"run_{mode}_s"] = timed(lambda mode=mode: run_backtest(data, tick_mode=mode), 5)
-    single["run_from_long_frame_s"] = timed(lambda: run_backtest(bars), 3)
-    rounds, grid = tick_rounds(data, "ohlc"), bar_grid(data, entry_signals(data, "macd"), limits=True)
-    args = (rounds, grid, rule_table([RuleSettings()]), fee_params(FeeSettings()), 1_000_000.0, 100_000)
-    single["loop_only_ohlc_s"] = timed(lambda: simulate_nb(*args), 5)
-    single["trades"] = len(run_backtest(data).trades)
+        single[f"run_{mode}_s"] = timed(lambda mode=mode: run_backtest(data, tick_mode=mode), 7)
+    entries = entry_signals(data, "macd")
+    stream, days = tick_stream(data, "ohlc"), day_facts(data, entries)
+    args = (stream, days, rule_table([RuleSettings()]), fee_table(FeeSettings(), data.day_dates), True, 1_000_000.0,
+            100_000, 100_000)
+    grids = [np.ascontiguousarray(g) for g in (data.open, data.high, data.low, data.close)]
+    entry_grid = np.zeros(data.shape, dtype=bool)
+    entry_grid[np.repeat(stream.group_bar, np.diff(stream.start)), stream.col] = entries
+    bare_args = (*grids, entry_grid, rule_params(RuleSettings()), fee_params(FeeSettings()), 1_000_000.0)
+    bare_loop_nb(*bare_args)
+    # interleaved, so that a busy moment of the machine falls on both
+    loop_times, bare_times = [], []
+    for _ in range(9):
+        loop_times.append(timed(lambda: simulate_nb(*args), 1))
+        bare_times.append(timed(lambda: bare_loop_nb(*bare_args), 1))
+    single["loop_only_ohlc_s"] = statistics.median(loop_times)
+    single["bare_loop_ohlc_s"] = statistics.median(bare_times)
+    trades = {mode: run_backtest(bars, tick_mode=mode).trades for mode in ("ohlc", "close")}
+    single["trades"] = len(trades["ohlc"])
     n_combos = int(np.prod([len(v) for v in SWEEP_GRID.values()]))
     sweep(data, {"stop_loss_ratio": [-0.05, -0.06]}, progress=False)  # warm the thread pool path
     sweep_s = timed(lambda: sweep(data, SWEEP_GRID, progress=False), 2)
     sweep_one_thread_s = timed(lambda: sweep(data, SWEEP_GRID, progress=False, n_jobs=1), 1)
     figures["throughput"] = {
         **single,
+        "loop_vs_bare_loop": single["loop_only_ohlc_s"] / single["bare_loop_ohlc_s"],
         "sweep_combinations": n_combos,
         "sweep_s": sweep_s,
         "sweep_one_thread_s": sweep_one_thread_s,
-        "bar_evals_per_s_run_new_bardata_ohlc": bar_evals / single["run_new_bardata_ohlc_s"],
+        "bar_evals_per_s_run_from_long_frame": bar_evals / single["run_from_long_frame_s"],
         "bar_evals_per_s_run_ohlc": bar_evals / single["run_ohlc_s"],
         "bar_evals_per_s_run_close": bar_evals / single["run_close_s"],
         "bar_evals_per_s_loop_ohlc": bar_evals / single["loop_only_ohlc_s"],
         "bar_evals_per_s_sweep": bar_evals * n_combos / sweep_s,
         "bar_evals_per_s_sweep_one_thread": bar_evals * n_combos / sweep_one_thread_s,
+        "trades_digest": {mode: digest(t) for mode, t in trades.items()},
     }
 
     # -- (2) vectorbt from_signals ------------------------------------------------------------------
@@ -158,30 +193,36 @@ def main() -> dict[str, Any]:
 
     import_s = time.perf_counter() - start
     close = data.close_frame()
-    entries = pd.DataFrame(entry_signals(data, "macd"), index=close.index, columns=close.columns)
+    entry_frame = pd.DataFrame(entry_grid, index=close.index, columns=close.columns)
 
     def from_signals() -> Any:
-        return vbt.Portfolio.from_signals(close, entries, False, sl_stop=0.075, tp_stop=0.06, sl_trail=True,
+        return vbt.Portfolio.from_signals(close, entry_frame, False, sl_stop=0.075, tp_stop=0.06, sl_trail=True,
                                           fees=0.0003, init_cash=1_000_000.0)
 
     def from_signals_ohlc_shared() -> Any:
-        return vbt.Portfolio.from_signals(close, entries, False, open=data.open, high=data.high, low=data.low,
+        return vbt.Portfolio.from_signals(close, entry_frame, False, open=data.open, high=data.high, low=data.low,
                                           sl_stop=0.075, tp_stop=0.06, sl_trail=True, fees=0.0003, size=20_000.0,
                                           size_type="value", init_cash=1_000_000.0, group_by=True,
                                           cash_sharing=True)
 
     first_s = timed(from_signals, 1)
-    warm_s = timed(from_signals, 3)
     from_signals_ohlc_shared()
+    # interleaved with the long-frame run it is compared with
+    fs_times, long_times = [], []
+    for _ in range(5):
+        fs_times.append(timed(from_signals, 1))
+        long_times.append(timed(lambda: run_backtest(bars), 1))
+    warm_s, long_s = statistics.median(fs_times), statistics.median(long_times)
     warm_ohlc_s = timed(from_signals_ohlc_shared, 3)
     pf_s = timed(lambda: run_backtest(data).portfolio, 3)
     figures["vectorbt"] = {
         "import_s": import_s,
         "from_signals_first_s": first_s,
         "from_signals_warm_s": warm_s,
+        "run_from_long_frame_interleaved_s": long_s,
         "from_signals_ohlc_shared_cash_warm_s": warm_ohlc_s,
         "run_ohlc_with_portfolio_s": pf_s,
-        "speedup_run_new_bardata_ohlc_vs_from_signals": warm_s / single["run_new_bardata_ohlc_s"],
+        "speedup_run_from_long_frame_vs_from_signals": warm_s / long_s,
         "speedup_run_ohlc_vs_from_signals": warm_s / single["run_ohlc_s"],
         "speedup_run_close_vs_from_signals": warm_s / single["run_close_s"],
         "speedup_run_ohlc_with_portfolio_vs_from_signals": warm_s / pf_s,
@@ -221,17 +262,16 @@ def report(f: dict[str, Any]) -> str:
         return f"{per_s / 1e6:7.1f} M bar-evals/s"
 
     rows = [
-        ("run_backtest, OHLC ticks, new BarData", ms(t["run_new_bardata_ohlc_s"]),
-         rate(t["bar_evals_per_s_run_new_bardata_ohlc"])),
-        ("  again on that BarData", ms(t["run_ohlc_s"]), rate(t["bar_evals_per_s_run_ohlc"])),
+        ("run_backtest from the long frame, OHLC, MACD", ms(v["run_from_long_frame_interleaved_s"]),
+         f"x{v['speedup_run_from_long_frame_vs_from_signals']:.1f} vs from_signals (target >= x2.0)"),
+        ("  again on a prepared BarData", ms(t["run_ohlc_s"]), rate(t["bar_evals_per_s_run_ohlc"])),
         ("  close ticks", ms(t["run_close_s"]), rate(t["bar_evals_per_s_run_close"])),
-        ("  loop only, OHLC", ms(t["loop_only_ohlc_s"]), rate(t["bar_evals_per_s_loop_ohlc"])),
-        ("  from the long frame (pivot incl.)", ms(t["run_from_long_frame_s"]), ""),
+        ("  loop only, OHLC", ms(t["loop_only_ohlc_s"]),
+         f"x{t['loop_vs_bare_loop']:.2f} of the bare loop's {t['bare_loop_ohlc_s'] * 1e3:.1f} ms (target <= x3)"),
         (f"sweep {t['sweep_combinations']} combinations, OHLC", s(t["sweep_s"]), rate(t["bar_evals_per_s_sweep"])),
         ("  on one thread", s(t["sweep_one_thread_s"]), rate(t["bar_evals_per_s_sweep_one_thread"])),
-        ("from_signals (close, warm)", ms(v["from_signals_warm_s"]),
-         f"x{v['speedup_run_new_bardata_ohlc_vs_from_signals']:.1f} new BarData, "
-         f"x{v['speedup_run_ohlc_vs_from_signals']:.1f} again"),
+        ("from_signals (close, wide frame, warm)", ms(v["from_signals_warm_s"]),
+         f"x{v['speedup_run_ohlc_vs_from_signals']:.1f} run on BarData"),
         ("  run OHLC + build vbt.Portfolio", ms(v["run_ohlc_with_portfolio_s"]),
          f"x{v['speedup_run_ohlc_with_portfolio_vs_from_signals']:.1f}"),
         ("from_signals (OHLC, shared cash)", ms(v["from_signals_ohlc_shared_cash_warm_s"]),
@@ -243,6 +283,7 @@ def report(f: dict[str, Any]) -> str:
         ("first run_backtest, fresh process, cold cache", s(cold["first_run_s"]), f"+import {cold['import_s']:.1f} s"),
         ("peak RSS during that first run", f"{warm['peak_rss_mb']:8.0f} MB",
          f"{warm['peak_rss_mb'] - warm['rss_before_mb']:+.0f} MB over the loaded data"),
+        ("trade digests (ohlc, close)", "", f"{t['trades_digest']['ohlc']} {t['trades_digest']['close']}"),
     ]
     width = max(len(r[0]) for r in rows)
     n = f"{f['data']['stocks']} stocks x {f['data']['days']} days, {f['machine']['cpus']} CPUs"

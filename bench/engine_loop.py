@@ -26,7 +26,7 @@ from miniqmt_lab.bars import sample_codes
 from miniqmt_lab.config import Settings
 from miniqmt_lab.engine import Engine, ReplayClock, ReplayFeed
 from miniqmt_lab.factory import build_engine
-from miniqmt_lab.market import SHANGHAI, fee_params, min_buy_volume
+from miniqmt_lab.market import SHANGHAI, fee_params, lot_rule
 from miniqmt_lab.rules import decide_nb, holding, limit_prices_nb, observe_price_nb
 from miniqmt_lab.rules.params import rule_params
 
@@ -87,7 +87,7 @@ def baseline_per_tick(ticks: pd.DataFrame) -> float:
     for code, p in zip(codes, prices, strict=True):
         state = observe_price_nb(states[code], p)
         states[code] = state
-        decide_nb(state, p, 1e9, min_buy_volume(code), up, down, params, fees)
+        decide_nb(state, p, 1e9, lot_rule(code), up, down, params, fees)
     return (time.perf_counter() - started) / len(codes)
 
 

@@ -59,3 +59,7 @@ class BrokerTimeout(MiniQmtError, TimeoutError):
 
 class QmtUnavailable(MiniQmtError, RuntimeError):
     """xtquant or the QMT client cannot be used; the message says what to do."""
+
+
+class SweepError(MiniQmtError, RuntimeError):
+    """A parameter sweep could not run where it was sent (a worker failed, no cluster answered)."""

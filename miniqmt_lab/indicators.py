@@ -17,38 +17,45 @@ ArrayOrFrame = TypeVar("ArrayOrFrame", np.ndarray, pd.DataFrame, pd.Series)
 
 
 @njit(cache=True)
+def ema_update_nb(weighted: float, old_weight: float, x: float, span: int) -> tuple[float, float]:
+    """One step of :func:`ema_nb`: the average and the weight of its old part after observing ``x``.
+
+    Start from ``(nan, 1.0)``. The market simulation steps each stock's MACD with this very function, so
+    a stock's averages step by step equal ``ema_nb`` over its whole series.
+    """
+    # pandas derives alpha from the centre of mass; doing the same keeps results bit-identical.
+    com = (span - 1.0) / 2.0
+    alpha = 1.0 / (1.0 + com)
+    if np.isnan(weighted):
+        return (weighted if np.isnan(x) else x), old_weight
+    old_weight *= 1.0 - alpha
+    if np.isnan(x):
+        return weighted, old_weight
+    # pandas special-cases com == 1 (span 3) this way; only a gap makes it differ from alpha
+    new_weight = 1.0 - old_weight if com == 1.0 else alpha
+    # pandas skips the update when equal, so a constant series stays exactly constant
+    if weighted != x:
+        weighted = (old_weight * weighted + new_weight * x) / (old_weight + new_weight)
+    return weighted, 1.0
+
+
+@njit(cache=True)
 def ema_nb(x: np.ndarray, span: int) -> np.ndarray:
     """Exponential moving average, identical to pandas ``ewm(span=span, adjust=False).mean()``.
 
     Leading NaNs stay NaN and the average is seeded with the first observation. An interior NaN
     repeats the previous value, and the observation after it gets the weight pandas gives it
     (``ignore_na=False``): the old average decays once more per missing step. So a NaN gap inside a
-    wide frame (a suspension) weighs differently from the same closes without the gap.
+    wide frame weighs differently from the same closes without the gap; entry signals therefore run
+    over each stock's own series of traded closes (:mod:`miniqmt_lab.marketsim`), never over a grid.
     """
     if span < 1:
         raise ValueError("span must be >= 1")
-    # pandas derives alpha from the centre of mass; doing the same keeps results bit-identical.
-    com = (span - 1.0) / 2.0
-    alpha = 1.0 / (1.0 + com)
-    decay = 1.0 - alpha
     out = np.empty(x.shape[0], dtype=np.float64)
     weighted = np.nan
     old_weight = 1.0
     for i in range(x.shape[0]):
-        cur = x[i]
-        observed = not np.isnan(cur)
-        if np.isnan(weighted):
-            if observed:
-                weighted = cur
-        else:
-            old_weight *= decay
-            if observed:
-                # pandas special-cases com == 1 (span 3) this way; only a gap makes it differ from alpha
-                new_weight = 1.0 - old_weight if com == 1.0 else alpha
-                # pandas skips the update when equal, so a constant series stays exactly constant
-                if weighted != cur:
-                    weighted = (old_weight * weighted + new_weight * cur) / (old_weight + new_weight)
-                old_weight = 1.0
+        weighted, old_weight = ema_update_nb(weighted, old_weight, x[i], span)
         out[i] = weighted
     return out
 

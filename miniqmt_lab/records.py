@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from miniqmt_lab.schema import JOURNAL_COLUMNS, SIGNAL_COLUMNS, TRADE_COLUMNS
+from miniqmt_lab.schema import EVENT_COLUMNS, JOURNAL_COLUMNS, SIGNAL_COLUMNS, TRADE_COLUMNS
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 LEDGER_COLUMNS = ("seq", "trade_id", "order_id", "signal_id", *TRADE_COLUMNS, "realised", "cash_after")
@@ -102,6 +102,13 @@ def ledger_frame(query: Query) -> pd.DataFrame:
 def signals_frame(query: Query) -> pd.DataFrame:
     rows = query(f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals ORDER BY seq", ())
     return records_frame(rows, SIGNAL_COLUMNS, times=("time",), ints=("volume",), floats=("price",))
+
+
+def events_frame(query: Query) -> pd.DataFrame:
+    """Corporate actions applied to holdings (``EVENT_COLUMNS``), in the order they were applied."""
+    rows = query(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY seq", ())
+    return records_frame(rows, EVENT_COLUMNS, times=("time",), ints=("volume_before", "volume_after"),
+                         floats=("cash",))
 
 
 def issues_frame(query: Query) -> pd.DataFrame:

@@ -246,7 +246,7 @@ def test_entries_frame_buys_at_the_signal_close_only_when_not_held():
 def test_entries_frame_accepts_dates_bare_codes_and_extra_columns():
     paths = {"600000.SH": [10.0, 10.1]}
     frame = pd.DataFrame({"600000": [False, True], "600004": [True, True]}, index=DAYS[:2].date)
-    assert entry_signals(prepare_bars(make_bars(paths)), frame).tolist() == [[False], [True]]
+    assert entry_signals(prepare_bars(make_bars(paths)), frame).tolist() == [False, True]  # one per bar row
 
 
 def test_macd_entries_act_on_golden_crosses_at_the_close():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from miniqmt_lab.backtest import prepare_bars, run_backtest, sweep
@@ -75,8 +76,29 @@ def test_sweep_over_a_base_setting_and_refusals(bars):
         sweep(bars, {"stop_loss_ratio": [0.5]}, progress=False)
 
 
-def test_progress_callback_sees_every_chunk(bars):
+def test_progress_counts_combinations_not_chunks(bars):
     seen = []
-    sweep(bars, {"stop_loss_ratio": [-0.05, -0.06, -0.07]}, entries="always", progress=lambda *a: seen.append(a),
-          chunk_size=1, n_jobs=1)
-    assert seen == [(1, 3), (2, 3), (3, 3)]
+    grid = {"stop_loss_ratio": [-0.05, -0.06, -0.07, -0.08, -0.09]}
+    sweep(bars, grid, entries="always", progress=lambda *a: seen.append(a), chunk_size=2, n_jobs=1)
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+
+
+def test_progress_bar_counts_combinations(bars, capsys):
+    sweep(bars, {"stop_loss_ratio": [-0.05, -0.06, -0.07]}, entries="always", chunk_size=2, n_jobs=1)
+    bar = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "3/3" in bar and "combination" in bar, bar
+
+
+def test_processes_give_the_table_of_threads(bars, result):
+    # two fresh processes, each sent the prepared bars once; chunks of 3 finish in any order
+    on_processes = sweep(bars, GRID, entries="always", init_cash=200_000.0, progress=False, chunk_size=3, n_jobs=2,
+                         scheduler="processes")
+    pd.testing.assert_frame_equal(on_processes.table, result.table)
+    pd.testing.assert_frame_equal(on_processes.equity, result.equity)
+
+
+def test_unknown_schedulers_are_refused_before_any_work(bars):
+    with pytest.raises(ValueError, match="scheduler must be"):
+        sweep(bars, GRID, progress=False, scheduler="gpu")
+    with pytest.raises(TypeError, match=r"distributed\.Client"):
+        sweep(bars, GRID, progress=False, scheduler=4)

@@ -6,10 +6,11 @@ import datetime as dt
 import logging
 import math
 
+import numpy as np
 import pytest
 
 from miniqmt_lab import market as M
-from miniqmt_lab.errors import InvalidPrice, InvalidStockCode, InvalidVolume
+from miniqmt_lab.errors import InsufficientPosition, InvalidPrice, InvalidStockCode, InvalidVolume
 
 
 @pytest.mark.parametrize(
@@ -28,6 +29,18 @@ from miniqmt_lab.errors import InvalidPrice, InvalidStockCode, InvalidVolume
         (" 600519 ", "600519.SH", M.Board.SH_MAIN),
         ("002594", "002594.SZ", M.Board.SZ_MAIN),
         ("830799", "830799.BJ", M.Board.BJ),
+        ("302132.SZ", "302132.SZ", M.Board.CHINEXT),
+        ("689009.SH", "689009.SH", M.Board.STAR),
+        ("003816.SZ", "003816.SZ", M.Board.SZ_MAIN),
+        ("605389.SH", "605389.SH", M.Board.SH_MAIN),
+        ("430047.BJ", "430047.BJ", M.Board.BJ),
+        ("873122.BJ", "873122.BJ", M.Board.BJ),
+        ("600000.XSHG", "600000.SH", M.Board.SH_MAIN),
+        ("000001.XSHE", "000001.SZ", M.Board.SZ_MAIN),
+        ("688981.xshg", "688981.SH", M.Board.STAR),
+        ("920118.BSE", "920118.BJ", M.Board.BJ),
+        ("BJ430047", "430047.BJ", M.Board.BJ),
+        ("600000.SS", "600000.SH", M.Board.SH_MAIN),
     ],
 )
 def test_codes_normalised_with_board(raw, code, board):
@@ -39,9 +52,17 @@ def test_codes_normalised_with_board(raw, code, board):
     ("raw", "message"),
     [
         ("600000.SZ", "not an A-share stock on SZ"),
-        ("000001.SH", "not an A-share stock on SH"),
-        ("510300.SH", "not an A-share stock"),  # an ETF
-        ("399001.SZ", "not an A-share stock"),  # an index
+        ("000001.SH", "is an SSE index, not an A-share stock"),
+        ("000300.XSHG", "is an SSE index"),
+        ("399001.SZ", "is an SZSE index"),
+        ("899050.BJ", "is a Beijing exchange index"),
+        ("510300.SH", "is a fund"),
+        ("159919.SZ", "is a fund"),
+        ("900901.SH", "is a B-share"),
+        ("200002.SZ", "is a B-share"),
+        ("113050.SH", "is a bond"),
+        ("123001.SZ", "is a bond"),
+        ("204001.SH", "is a repo"),
         ("60000.SH", "expected six digits"),
         ("600000.HK", "expected six digits"),
         ("SH600000.SH", "expected six digits"),
@@ -83,6 +104,62 @@ def test_lots():
         M.check_sell_volume(150, held=250, available=250)
     with pytest.raises(InvalidVolume, match="positive"):
         M.check_sell_volume(0, held=250, available=250)
+
+
+def test_order_sizes_by_board():
+    assert M.lot_rule("600000.SH") == M.lot_rule("302132.SZ") == (100, 100, 100)
+    assert M.lot_rule("688981.SH") == (200, 1, 200)
+    assert M.lot_rule("920118.BJ") == (100, 1, 100)
+    # STAR: at least 200, then any whole number; BJ: at least 100, then any whole number
+    assert M.check_buy_volume("688981.SH", 201) == 201
+    assert M.check_buy_volume("830799.BJ", 101) == 101
+    with pytest.raises(InvalidVolume, match="at least 100 shares"):
+        M.check_buy_volume("830799.BJ", 99)
+    with pytest.raises(InvalidVolume, match="whole lots of 100"):
+        M.check_buy_volume("302132.SZ", 250)
+    # sells: in the board's steps above its minimum, or the whole available remainder
+    assert M.check_sell_volume(201, held=300, available=300, code="688981.SH") == 201
+    assert M.check_sell_volume(150, held=350, available=150, code="688981.SH") == 150
+    with pytest.raises(InvalidVolume, match="at least 200 shares unless it sells all 300 available"):
+        M.check_sell_volume(100, held=300, available=300, code="688981.SH")
+    assert M.check_sell_volume(1050, held=1470, available=1050, code="600000.SH") == 1050
+    with pytest.raises(InvalidVolume, match="whole lot of 100"):
+        M.check_sell_volume(1020, held=1470, available=1050, code="600000.SH")
+
+
+def test_selling_more_than_held_says_what_you_hold():
+    with pytest.raises(InsufficientPosition, match=r"you hold 1000 \(0 available\)"):
+        M.check_sell_volume(100, held=1000, available=0, code="600000.SH")
+    with pytest.raises(InsufficientPosition, match=r"you hold 1000 \(600 available\)"):
+        M.check_sell_volume(1100, held=1000, available=600)
+
+
+def test_fee_rates_are_dated():
+    assert M.fee_params(day=dt.date(2023, 8, 25)).stamp_duty_rate == 0.001
+    assert M.fee_params(day=dt.date(2023, 8, 28)).stamp_duty_rate == 0.0005
+    assert M.fee_params(day=dt.date(2022, 4, 28)).transfer_fee_rate == 0.00002
+    assert M.fee_params(day=dt.date(2022, 4, 29)).transfer_fee_rate == 0.00001
+    days = np.array(["2021-06-01", "2022-04-29", "2023-08-27", "2023-08-28"], dtype="datetime64[D]")
+    table = M.fee_table(None, days)
+    assert table.stamp_duty_rate.tolist() == [0.001, 0.001, 0.001, 0.0005]
+    assert table.transfer_fee_rate.tolist() == [0.00002, 0.00001, 0.00001, 0.00001]
+    # a 100,000 yuan sell in 2021 pays 0.1% stamp duty and 0.002% transfer fee
+    assert M.order_fees(100_000, "SELL", day=dt.date(2021, 6, 1)) == (25.0, 100.0, 2.0)
+
+
+def test_new_listings_trade_without_limits_for_five_days():
+    listed = dt.date(2024, 3, 1)  # a Friday; the fifth trading day is Thursday 2024-03-07
+    assert M.last_unlimited_day(listed) == dt.date(2024, 3, 7)
+    assert not M.has_limits(dt.date(2024, 3, 7), listed)
+    assert M.has_limits(dt.date(2024, 3, 8), listed)
+    assert M.has_limits(dt.date(2024, 3, 4), None)
+
+
+def test_ex_rights_reference_price():
+    # 10-for-4 bonus shares and 0.35 yuan dividend on a 30.00 close: (30 - 0.35) / 1.4 = 21.18
+    assert M.ex_rights_price(30.0, 0.35, 0.4) == 21.18
+    # rights: 3 for 10 at 8.00 on a 12.00 close: (12 + 2.4) / 1.3 = 11.08
+    assert M.ex_rights_price(12.0, rights_ratio=0.3, rights_price=8.0) == 11.08
 
 
 @pytest.mark.parametrize("bad", [math.nan, 0, -1.0, math.inf, "10", None])

@@ -23,10 +23,13 @@ P = rule_params(RuleSettings())
 F = fee_params(FeeSettings())
 NO_LIMIT = np.nan
 CASH = 1_000_000.0
+MAIN = R.LotRule(100, 100, 100)
+STAR = R.LotRule(200, 1, 200)
+BJ = R.LotRule(100, 1, 100)
 
 
-def decide(state, p, cash=CASH, min_buy=100, up=NO_LIMIT, down=NO_LIMIT, params=P):
-    return R.decide_nb(state, p, cash, min_buy, up, down, params, F)
+def decide(state, p, cash=CASH, lots=MAIN, up=NO_LIMIT, down=NO_LIMIT, params=P):
+    return R.decide_nb(state, p, cash, lots, up, down, params, F)
 
 
 def held(volume=2000, available=None, cost=10.0, **kw):
@@ -46,10 +49,11 @@ def test_stop_loss_with_nothing_available_decides_the_tick_but_sells_nothing():
     assert decide(held(available=0), 9.0) == (R.RULE_STOP_LOSS, 0, R.OUT_NOTHING_AVAILABLE)
 
 
-def test_stop_loss_sells_whole_lots_of_a_partly_available_holding():
-    # 2150 held, 1050 available (1100 bought today): odd 50 may only go with the whole holding
-    assert decide(held(2150, 1050), 9.0) == (R.RULE_STOP_LOSS, 1000, R.OUT_OK)
+def test_stop_loss_sells_the_whole_available_remainder():
+    # 2150 held, 1050 available (1100 bought today): the odd 50 goes with the whole available remainder
+    assert decide(held(2150, 1050), 9.0) == (R.RULE_STOP_LOSS, 1050, R.OUT_OK)
     assert decide(held(2150, 2150), 9.0) == (R.RULE_STOP_LOSS, 2150, R.OUT_OK)
+    assert decide(held(250, 150), 9.0, lots=STAR) == (R.RULE_STOP_LOSS, 150, R.OUT_OK)
 
 
 def test_stop_loss_blocked_at_down_limit():
@@ -72,6 +76,25 @@ def test_first_take_profit_rounding_to_zero_sells_all_available():
 
 def test_first_take_profit_capped_at_available():
     assert decide(held(2000, 1000), 10.7) == (R.RULE_TP_INITIAL, 1000, R.OUT_OK)
+    assert decide(held(2000, 1050), 10.7) == (R.RULE_TP_INITIAL, 1050, R.OUT_OK)  # the whole odd remainder
+
+
+@pytest.mark.parametrize(
+    ("volume", "available", "lots", "sold"),
+    [
+        (300, 300, STAR, 200),  # 60% = 180 -> below STAR's 200 minimum: raised to 200
+        (200, 200, STAR, 200),  # 120 -> 200: the whole holding
+        (250, 150, STAR, 150),  # 150 -> raised to 200 -> more than available: the whole available remainder
+        (1000, 1000, STAR, 600),  # 1-share steps above the minimum
+        (337, 337, STAR, 202),  # 202.2 -> 202
+        (150, 150, BJ, 100),  # 90 -> raised to BJ's 100 minimum
+        (1001, 1001, BJ, 600),  # 600.6 -> 600
+        (1050, 1050, MAIN, 600),  # 630 -> whole lots: 600
+    ],
+)
+def test_first_take_profit_rounds_to_what_the_board_allows(volume, available, lots, sold):
+    assert decide(held(volume, available), 10.7, lots=lots) == (R.RULE_TP_INITIAL, sold, R.OUT_OK)
+    assert R.partial_sell_nb(volume, available, 0.6, lots) == sold
 
 
 def test_first_take_profit_runs_once():
@@ -151,8 +174,20 @@ def test_grid_disabled_and_blocked_at_up_limit():
 
 def test_star_board_minimum_buy_of_200():
     unit = rule_params(RuleSettings(position_unit=1500.0, max_position_value=50000.0))
-    assert R.size_buy_nb(10.0, 0, CASH, 100, unit, F) == (100, R.OUT_OK)
-    assert R.size_buy_nb(10.0, 0, CASH, 200, unit, F) == (0, R.OUT_ZERO_LOT)
+    assert R.size_buy_nb(10.0, 0, CASH, MAIN, unit, F) == (100, R.OUT_OK)
+    assert R.size_buy_nb(10.0, 0, CASH, STAR, unit, F) == (0, R.OUT_ZERO_LOT)
+
+
+def test_star_and_bj_buys_size_in_one_share_steps():
+    # 20000 / 61.3 = 326.26 -> 326 shares on STAR and BJ, 300 on a main board
+    assert R.size_buy_nb(61.3, 0, CASH, STAR, P, F) == (326, R.OUT_OK)
+    assert R.size_buy_nb(61.3, 0, CASH, BJ, P, F) == (326, R.OUT_OK)
+    assert R.size_buy_nb(61.3, 0, CASH, MAIN, P, F) == (300, R.OUT_OK)
+    # max_position_value 50000 with 500 held at 61.3: (500 + v) * 61.3 <= 50000 -> v <= 315
+    assert R.size_buy_nb(61.3, 500, CASH, STAR, P, F) == (315, R.OUT_OK)
+    # cash 10000: v * 61.3 + fees <= 10000 -> 163 shares, below STAR's 200: no cash; BJ buys 163
+    assert R.size_buy_nb(61.3, 0, 10_000.0, STAR, P, F) == (0, R.OUT_NO_CASH)
+    assert R.size_buy_nb(61.3, 0, 10_000.0, BJ, P, F) == (163, R.OUT_OK)
 
 
 # -- entries -----------------------------------------------------------------------------------
@@ -160,16 +195,16 @@ def test_star_board_minimum_buy_of_200():
 
 def test_entry_only_when_not_held():
     empty = R.empty_holding_nb()
-    assert R.decide_entry_nb(empty, 10.0, CASH, 100, NO_LIMIT, P, F) == (R.RULE_ENTRY, 2000, R.OUT_OK)
-    assert R.decide_entry_nb(held(), 10.0, CASH, 100, NO_LIMIT, P, F)[0] == R.RULE_NONE
-    assert R.decide_entry_nb(empty, 11.0, CASH, 100, 11.0, P, F) == (R.RULE_ENTRY, 0, R.OUT_PRICE_LIMIT)
-    assert R.decide_entry_nb(empty, 250.0, CASH, 100, NO_LIMIT, P, F) == (R.RULE_ENTRY, 0, R.OUT_ZERO_LOT)
+    assert R.decide_entry_nb(empty, 10.0, CASH, MAIN, NO_LIMIT, P, F) == (R.RULE_ENTRY, 2000, R.OUT_OK)
+    assert R.decide_entry_nb(held(), 10.0, CASH, MAIN, NO_LIMIT, P, F)[0] == R.RULE_NONE
+    assert R.decide_entry_nb(empty, 11.0, CASH, MAIN, 11.0, P, F) == (R.RULE_ENTRY, 0, R.OUT_PRICE_LIMIT)
+    assert R.decide_entry_nb(empty, 250.0, CASH, MAIN, NO_LIMIT, P, F) == (R.RULE_ENTRY, 0, R.OUT_ZERO_LOT)
 
 
 def test_invalid_prices_never_act():
     for bad in (np.nan, 0.0, -1.0):
         assert decide(held(), bad)[0] == R.RULE_NONE
-        assert R.decide_entry_nb(R.empty_holding_nb(), bad, CASH, 100, NO_LIMIT, P, F)[0] == R.RULE_NONE
+        assert R.decide_entry_nb(R.empty_holding_nb(), bad, CASH, MAIN, NO_LIMIT, P, F)[0] == R.RULE_NONE
 
 
 # -- fills, fees, T+1 ----------------------------------------------------------------------------

@@ -305,12 +305,16 @@ def test_live_calls_that_can_trade_are_refused_without_confirm(tmp_path, userdat
         assert qmt.order_requests == []  # nothing reached the account
         assert client.post("/api/auto_trading", json={"on": True}, headers=AUTH).status_code == 428
         assert not engine.snapshot().auto_trading
-        assert client.post("/api/trading_state", json={"state": "active"}, headers=AUTH).status_code == 428
         assert client.put("/api/config/rules", json={"stop_loss_ratio": -0.1}, headers=AUTH).status_code == 428
 
-        # what can only stop trading needs no confirmation
+        # what can only tighten trading needs no confirmation
         assert client.post("/api/auto_trading", json={"on": False}, headers=AUTH).status_code == 200
+        assert client.post("/api/trading_state", json={"state": "reducing"}, headers=AUTH).status_code == 200
         assert client.post("/api/trading_state", json={"state": "halted"}, headers=AUTH).status_code == 200
+        assert engine.snapshot().trading_state == "halted"
+        # loosening it asks, step by step
+        assert client.post("/api/trading_state", json={"state": "reducing"}, headers=AUTH).status_code == 428
+        assert client.post("/api/trading_state", json={"state": "active"}, headers=AUTH).status_code == 428
         assert engine.snapshot().trading_state == "halted"
         reply = client.post("/api/trading_state", json={"state": "active", "confirm": True}, headers=AUTH)
         assert reply.status_code == 200 and engine.snapshot().trading_state == "active"
@@ -320,7 +324,7 @@ def test_live_calls_that_can_trade_are_refused_without_confirm(tmp_path, userdat
     finally:
         engine.stop()
     outcomes = [line["outcome"] for line in audit_lines(tmp_path)]
-    assert outcomes.count("confirmation_required") == 7
+    assert outcomes.count("confirmation_required") == 8
 
 
 # -- the audit log ---------------------------------------------------------------------------------------------

@@ -14,65 +14,66 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from miniqmt_lab.backtest.nb import SIDE_BUY, BarGrid, SimOutput, TickRounds, simulate_nb
+from miniqmt_lab.backtest.analytics import POSITIONS_NOTE, build_portfolio, portfolio_stats, summary_metrics
+from miniqmt_lab.backtest.nb import SIDE_BUY, DayFacts, SimOutput, simulate_nb
 from miniqmt_lab.backtest.prepare import (
     BARS_PER_YEAR,
     BarData,
     Entries,
     TickMode,
-    bar_grid,
+    day_facts,
     entry_signals,
     prepare_bars,
     rule_settings,
-    tick_rounds,
+    tick_stream,
 )
 from miniqmt_lab.config import FeeSettings, RuleSettings
-from miniqmt_lab.market import fee_params
+from miniqmt_lab.market import action_message, fee_table
+from miniqmt_lab.marketsim import TickStream, with_ticks
 from miniqmt_lab.rules.params import rule_table
-from miniqmt_lab.schema import RULE_NAMES, SUMMARY_METRICS, TRADE_COLUMNS
+from miniqmt_lab.schema import (
+    BLOCKED_NAMES,
+    EVENT_COLUMNS,
+    RULE_NAMES,
+    SIGNAL_COLUMNS,
+    SUMMARY_METRICS,
+    TRADE_COLUMNS,
+    Blocked,
+    Rule,
+)
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
     import vectorbt as vbt
 
-def summary_metrics(
-    equity: np.ndarray, init_cash: float, closed: np.ndarray, wins: np.ndarray, bars_per_year: int
-) -> dict[str, np.ndarray]:
-    """The sweep table's metrics per combination (columns of ``equity``).
-
-    Returns per bar are ``value / previous value - 1`` starting from ``init_cash``, as vectorbt's
-    ``Portfolio.returns``; the Sharpe ratio is annualised with ``bars_per_year`` (vectorbt's with
-    ``year_freq`` set to that many bars); drawdowns are from the running peak of the equity, as
-    vectorbt's ``Portfolio.max_drawdown``. ``trades`` counts closed holdings (entry to full exit) and
-    ``win_rate`` the share of them that made money after all fees.
-    """
-    previous = np.vstack([np.full((1, equity.shape[1]), init_cash), equity[:-1]])
-    returns = equity / previous - 1.0
-    std = returns.std(axis=0, ddof=1) if equity.shape[0] > 1 else np.full(equity.shape[1], np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sharpe = np.where(std > 0, returns.mean(axis=0) / std * np.sqrt(bars_per_year), np.nan)
-        win_rate = np.where(closed > 0, wins / np.maximum(closed, 1), np.nan)
-    return {
-        "total_return": equity[-1] / init_cash - 1.0,
-        "max_drawdown": (equity / np.maximum.accumulate(equity, axis=0) - 1.0).min(axis=0),
-        "sharpe": sharpe,
-        "trades": closed.astype(np.int64),
-        "win_rate": win_rate,
-    }
+SELL_RULES = np.array([int(r) for r in Rule if r.sells])
 
 
 def simulate(
-    rounds: TickRounds, grid: BarGrid, rules: list[RuleSettings], fees: FeeSettings, init_cash: float
+    stream: TickStream,
+    days: DayFacts,
+    rules: list[RuleSettings],
+    fees: FeeSettings,
+    init_cash: float,
+    day_dates: np.ndarray,
+    *,
+    realism: bool = True,
 ) -> SimOutput:
-    """The loop over ``rounds`` for the combinations ``rules`` (one cash pool each), keeping every trade."""
+    """The loop over ``stream`` for the combinations ``rules`` (one cash pool each), keeping every trade
+    and every blocked decision.
+
+    ``day_dates``: the date of each trading day number of the stream; each trade pays its day's fees.
+    """
     if not init_cash > 0:
         raise ValueError(f"init_cash must be > 0, got {init_cash!r}")
-    args = (rounds, grid, rule_table(rules), fee_params(fees), float(init_cash))
-    # trades are rare next to ticks: guess generously, run again with the exact count if short
-    capacity = len(rules) * max(4096, int(np.count_nonzero(rounds.price > 0)) // 32)
-    out = simulate_nb(*args, capacity)
-    if out.n_trades.sum() > capacity:
-        out = simulate_nb(*args, int(out.n_trades.sum()))
+    args = (stream, days, rule_table(rules), fee_table(fees, day_dates), bool(realism), float(init_cash))
+    # trades are rare next to rows: guess generously, run again with the exact counts if short; blocked
+    # decisions are mostly entries without cash: at most one per entry signal, plus room for sells
+    guess = len(rules) * (4096 + stream.col.shape[0] // 32)
+    signal_guess = guess + len(rules) * int(np.count_nonzero(days.entries))
+    out = simulate_nb(*args, guess, signal_guess)
+    if out.n_trades.sum() > guess or out.n_signals.sum() > signal_guess:
+        out = simulate_nb(*args, max(guess, int(out.n_trades.sum())), max(signal_guess, int(out.n_signals.sum())))
     return out
 
 
@@ -84,19 +85,26 @@ def run_backtest(
     tick_mode: TickMode = "ohlc",
     realism: bool = True,
     fees: FeeSettings | None = None,
+    *,
+    actions: pd.DataFrame | None = None,
+    instruments: pd.DataFrame | None = None,
 ) -> BacktestResult:
     """Run the rules of ``params`` over ``bars`` with one shared cash pool (docs/contracts.md).
 
-    ``bars``: a long bar frame (as the bar store returns) or :func:`prepare_bars` of one, to reuse.
+    ``bars``: a long bar frame (as the bar store returns it) or :func:`prepare_bars` of one, to reuse.
     ``entries``: ``"macd"``, ``"always"``, ``"none"`` or a boolean (bar time x stock_code) frame.
     ``realism``: apply the daily price limits (also needs ``params.price_limits``).
+    ``actions`` / ``instruments``: corporate actions and listing dates (default: ``bars.attrs``, as the bar
+    store sets them).
     """
-    data = prepare_bars(bars)
+    data = prepare_bars(bars, actions=actions, instruments=instruments)
     rules = rule_settings(params)
     fee_settings = fees or FeeSettings()
-    grid = bar_grid(data, entry_signals(data, entries), limits=realism)
-    out = simulate(tick_rounds(data, tick_mode), grid, [rules], fee_settings, init_cash)
-    return BacktestResult(data, rules, fee_settings, float(init_cash), tick_mode, out)
+    days = day_facts(data, entry_signals(data, entries))
+    out = simulate(tick_stream(data, tick_mode), days, [rules], fee_settings, init_cash, data.day_dates,
+                   realism=realism)
+    return BacktestResult(with_ticks(data, 4 if tick_mode == "ohlc" else 1), rules, fee_settings, float(init_cash),
+                          tick_mode, out)
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,6 +124,18 @@ class BacktestResult:
         return trades_frame(self.output.records, self.bars)
 
     @functools.cached_property
+    def signals(self) -> pd.DataFrame:
+        """Fired rules that came out as no action, with the kernel's outcome (``SIGNAL_COLUMNS`` but ``id``):
+        what the engine's signals table records as price_limit, no_cash, zero_lot, max_position or
+        nothing_available. Every such tick is kept (the engine spaces out repeats of one holding state)."""
+        return signals_frame(self.output.signals, self.bars)
+
+    @functools.cached_property
+    def events(self) -> pd.DataFrame:
+        """Corporate actions applied to holdings (``EVENT_COLUMNS``): bonus shares and cash dividends."""
+        return events_frame(self.output.events, self.bars)
+
+    @functools.cached_property
     def equity(self) -> pd.Series:
         """Cash plus holdings at each bar's close (a missing bar values the stock at its last close)."""
         return pd.Series(self.output.equity[:, 0], index=self.bars.index, name="equity")
@@ -131,11 +151,15 @@ class BacktestResult:
 
     @functools.cached_property
     def summary(self) -> pd.Series:
-        """total_return, max_drawdown, sharpe, trades (closed holdings), win_rate: as in the sweep table."""
+        """total_return, max_drawdown, sharpe, trades (closed positions), win_rate: as in the sweep table.
+
+        Computed from the loop's equity and position counts, without vectorbt. Its name says how its
+        trades and win rate differ from vectorbt's stats (``analytics.POSITIONS_NOTE``).
+        """
         metrics = summary_metrics(
             self.output.equity, self.init_cash, self.output.closed, self.output.wins, BARS_PER_YEAR[self.bars.freq]
         )
-        return pd.Series({name: metrics[name][0] for name in SUMMARY_METRICS}, name="summary")
+        return pd.Series({name: metrics[name][0] for name in SUMMARY_METRICS}, name=POSITIONS_NOTE)
 
     @functools.cached_property
     def portfolio(self) -> vbt.Portfolio:
@@ -143,9 +167,14 @@ class BacktestResult:
         return build_portfolio(self.output.records, self.bars, self.init_cash)
 
     def stats(self, **kwargs: Any) -> pd.Series:
-        """vectorbt's portfolio stats, annualised with the bars' trading year (252 days)."""
-        settings = {"year_freq": year_freq(self.bars), **kwargs.pop("settings", {})}
-        return self.portfolio.stats(settings=settings, **kwargs)
+        """vectorbt's portfolio stats, annualised with the bars' trading year (252 days).
+
+        The shared-cash group's series come from the loop (vectorbt's per-stock arrays only with
+        ``group_by``); the default stats end with the summary's closed positions and why they differ
+        from vectorbt's trades. ``kwargs`` go to ``vbt.Portfolio.stats``; see
+        :func:`~miniqmt_lab.backtest.analytics.portfolio_stats`.
+        """
+        return portfolio_stats(self, **kwargs)
 
     def plot_equity(self) -> go.Figure:
         from miniqmt_lab.backtest.plots import equity_figure
@@ -178,31 +207,49 @@ def trades_frame(records: np.ndarray, bars: BarData) -> pd.DataFrame:
     )
 
 
-def year_freq(bars: BarData) -> pd.Timedelta:
-    """vectorbt's ``year_freq`` that makes one year ``BARS_PER_YEAR`` bars of the bars' frequency."""
-    return pd.Timedelta(bars.freq.replace("m", "min")) * BARS_PER_YEAR[bars.freq]
-
-
-def build_portfolio(records: np.ndarray, bars: BarData, init_cash: float) -> vbt.Portfolio:
-    import vectorbt as vbt
-    from vectorbt.base.array_wrapper import ArrayWrapper
-    from vectorbt.portfolio.enums import log_dt, order_dt
-
-    orders = np.empty(len(records), dtype=order_dt)
-    for name in order_dt.names:
-        orders[name] = records[name]
-    wrapper = ArrayWrapper(
-        index=bars.index,
-        columns=pd.Index(bars.codes, name="stock_code"),
-        ndim=2,
-        freq=bars.freq.replace("m", "min"),
-        group_by=True,
+def signals_frame(signals: np.ndarray, bars: BarData) -> pd.DataFrame:
+    """Blocked decisions of one combination as a frame of ``SIGNAL_COLUMNS`` without ``id``; ``time`` is
+    the tick's time (the engine's detection time on the replay clock)."""
+    n_stocks = bars.shape[1]
+    times = bars.tick_times()
+    rounds = signals["round"]
+    rules = signals["rule"]
+    return pd.DataFrame(
+        {
+            "time": pd.DatetimeIndex(times[rounds // bars.n_ticks, rounds % bars.n_ticks]),
+            "stock_code": np.array(bars.codes, dtype=object)[signals["col"] % n_stocks],
+            "rule": np.array(RULE_NAMES, dtype=object)[rules],
+            "side": np.where(np.isin(rules, SELL_RULES), "SELL", "BUY"),
+            "price": signals["price"],
+            "volume": np.zeros(len(signals), dtype=np.int64),
+            "outcome": np.array(BLOCKED_NAMES, dtype=object)[signals["outcome"]],
+            "message": np.array([Blocked(o).message for o in range(len(BLOCKED_NAMES))], dtype=object)[
+                signals["outcome"]],
+        },
+        columns=[c for c in SIGNAL_COLUMNS if c != "id"],
     )
-    return vbt.Portfolio(
-        wrapper,
-        bars.close_frame(),
-        orders,
-        np.empty(0, dtype=log_dt),
-        np.array([init_cash]),
-        cash_sharing=True,
-    )
+
+
+def events_frame(events: np.ndarray, bars: BarData) -> pd.DataFrame:
+    """Corporate actions applied to holdings of one combination (``EVENT_COLUMNS``), ``time`` the ex-date."""
+    n_stocks = bars.shape[1]
+    cols = events["col"] % n_stocks
+    applied = bars.actions.set_index(["day", "col"])
+    rows = []
+    for ev, s in zip(events, cols, strict=True):
+        action = applied.loc[(int(ev["day"]), int(s))]
+        rows.append(
+            {
+                "time": pd.Timestamp(bars.day_dates[ev["day"]]),
+                "stock_code": bars.codes[s],
+                "kind": "ex_rights",
+                "volume_before": int(ev["volume_before"]),
+                "volume_after": int(ev["volume_after"]),
+                "cash": float(ev["cash"]),
+                "message": action_message(action["cash_dividend"], action["bonus_ratio"], int(ev["volume_before"]),
+                                          int(ev["volume_after"]), float(ev["cash"])),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(EVENT_COLUMNS)).astype({"volume_before": np.int64,
+                                                                    "volume_after": np.int64, "cash": float})
+

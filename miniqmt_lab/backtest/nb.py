@@ -1,16 +1,17 @@
-"""The backtest simulation loop: one ``@njit`` loop over parameter combinations x tick rounds x stocks.
+"""The backtest simulation loop: one ``@njit`` loop over parameter combinations x tick groups x rows.
 
-Every decision, size, fee and state transition comes from the rule kernel (``miniqmt_lab.rules.nb``);
-this module only walks the tick stream in the order of ``docs/contracts.md`` (parity rules 1-8) and
-records what the kernel decided. Inputs and outputs are plain arrays and NamedTuples, so the loop
-runs as plain Python under ``NUMBA_DISABLE_JIT=1``.
+Every decision, size, fee and state transition comes from the rule kernel (``miniqmt_lab.rules.nb``),
+every tick price from the market simulation (``miniqmt_lab.marketsim``); this module only walks the tick
+stream in the order of ``docs/contracts.md`` (parity rules) and records what the kernel decided. Inputs
+and outputs are plain arrays and NamedTuples, so the loop runs as plain Python under ``NUMBA_DISABLE_JIT=1``.
 
 Layout
 ------
-* A *round* is one tick time: row ``r`` of ``TickRounds.price`` holds the price of every stock at
-  that time (NaN: no tick). Bars become rounds (``ohlc``: four per bar, ``close``: one), so do the
-  rounds of a recorded engine journal; the loop does not know which.
-* A *bar* is one row of the output grid (the vectorbt index): rounds map to it by ``TickRounds.bar``
+* The stream is the bars' own rows (no bar x stock grid): a *group* is the rows of one bar time in
+  ascending stock column; each row gives ``n_ticks`` ticks (O, L/H, H/L, C or the close), the k-th tick
+  of every row of a group at one time, so a group is ``n_ticks`` rounds. A recorded engine journal is a
+  stream too: a group per tick round, one tick per row; the loop does not know which.
+* A *bar* is one row of the output (the vectorbt index): groups map to it by ``TickStream.group_bar``
   and trades are stamped with it.
 * Each combination (one row of :class:`RuleTable`) has its own cash pool and holdings and runs
   over the whole stream in turn. Combinations are the outer loop, not the inner one: the kernel's
@@ -27,11 +28,15 @@ import numpy as np
 from numba import njit
 
 from miniqmt_lab._cache_guard import drop_stale_cache
+from miniqmt_lab.market.fees import FeeTable
+from miniqmt_lab.marketsim import nb as marketsim
+from miniqmt_lab.marketsim.data import TickStream
+from miniqmt_lab.marketsim.nb import band_nb, bar_tick_nb
 from miniqmt_lab.rules import nb as kernel
-from miniqmt_lab.rules.nb import RULE_GRID_BUY, FeeParams, HoldingState, RuleParams, RuleTable
+from miniqmt_lab.rules.nb import RULE_GRID_BUY, RULE_NONE, FeeParams, HoldingState, LotRule, RuleParams, RuleTable
 
 # The loop inlines the kernel: an edit of the kernel must recompile the loop, not reuse its cache.
-drop_stale_cache(__file__, [kernel.__file__])
+drop_stale_cache(__file__, [kernel.__file__, marketsim.__file__])
 
 
 def _inlined(kernel_function: Any) -> Any:
@@ -52,7 +57,9 @@ apply_buy_nb = _inlined(kernel.apply_buy_nb)
 apply_sell_nb = _inlined(kernel.apply_sell_nb)
 roll_day_nb = _inlined(kernel.roll_day_nb)
 rule_params_at_nb = _inlined(kernel.rule_params_at_nb)
-limit_prices_nb = _inlined(kernel.limit_prices_nb)
+apply_action_nb = _inlined(kernel.apply_action_nb)
+quiet_band_nb = _inlined(kernel.quiet_band_nb)
+outside_band_nb = _inlined(kernel.outside_band_nb)
 
 SIDE_BUY = 0  # vectorbt's OrderSide.Buy
 SIDE_SELL = 1  # vectorbt's OrderSide.Sell
@@ -67,7 +74,7 @@ trade_dt = np.dtype(
         ("price", np.float64),
         ("fees", np.float64),
         ("side", np.int64),
-        ("round", np.int64),  # tick round the trade was made on
+        ("round", np.int64),  # tick round the trade was made on: group * ticks per row + tick
         ("rule", np.int64),  # RULE_* code of the kernel
         ("cash", np.float64),  # the combination's cash after the trade
     ],
@@ -75,86 +82,64 @@ trade_dt = np.dtype(
 )
 """One filled order, in processing order."""
 
+signal_dt = np.dtype(
+    [
+        ("col", np.int64),
+        ("idx", np.int64),
+        ("round", np.int64),
+        ("rule", np.int64),
+        ("price", np.float64),
+        ("outcome", np.int64),  # the kernel's Blocked code
+    ],
+    align=True,
+)
+"""A fired rule that came out as no action (the kernel's outcome says why), in processing order."""
 
-class TickRounds(NamedTuple):
-    """The tick stream: rounds of simultaneous ticks, stocks as columns in ascending code order."""
+event_dt = np.dtype(
+    [
+        ("col", np.int64),
+        ("idx", np.int64),  # bar of the ex-date's first group
+        ("day", np.int64),
+        ("volume_before", np.int64),
+        ("volume_after", np.int64),
+        ("cash", np.float64),  # cash dividend received
+    ],
+    align=True,
+)
+"""A corporate action applied to a holding (an event, not a trade)."""
 
-    price: np.ndarray  # (n_rounds, n_stocks) float64; NaN = the stock has no tick in this round
-    last_tick: np.ndarray  # (n_rounds, n_stocks) bool; the tick closes its bar (entries act here)
-    bar: np.ndarray  # (n_rounds,) int64 non-decreasing: the bar each round belongs to
-    day: np.ndarray  # (n_rounds,) int64 non-decreasing: trading day number, for the T+1 roll
 
+class DayFacts(NamedTuple):
+    """What the market says of each trading day and stock, and the entry signals."""
 
-class BarGrid(NamedTuple):
-    """Per-bar facts of each stock."""
-
-    close: np.ndarray  # (n_bars, n_stocks) float64 valuation price; NaN = no bar (last close carries)
-    entries: np.ndarray  # (n_bars, n_stocks) bool entry signal, acted on at the bar's last tick
-    up_limit: np.ndarray  # (n_bars, n_stocks) float64; NaN = no limit
-    down_limit: np.ndarray  # (n_bars, n_stocks) float64; NaN = no limit
-    min_buy: np.ndarray  # (n_stocks,) int64 smallest buy (100, 200 on STAR)
+    base: np.ndarray  # (n_days, n_stocks) base price of the day's band; NaN: no band (never flags, never blocks)
+    st: np.ndarray  # (n_rows,) bool the row's name is ST (5% band), or empty: none is
+    board_width: np.ndarray  # (n_stocks,) the board's band width
+    st_width: float
+    act_start: np.ndarray  # (n_days + 1,) int64: corporate actions of day d
+    act_col: np.ndarray  # (n_actions,) int64
+    act_values: np.ndarray  # (n_actions, 4) cash dividend, bonus ratio, rights ratio, rights price
+    lots: np.ndarray  # (n_stocks, 3) int64 the board's LotRule: min buy, step, min sell
+    entries: np.ndarray  # (n_rows,) bool entry signal, acted on at the row's last tick
 
 
 class SimOutput(NamedTuple):
     records: np.ndarray  # trade_dt, processing order; at most ``capacity`` of them (see simulate_nb)
+    signals: np.ndarray  # signal_dt: blocked decisions; at most ``signal_capacity``
+    events: np.ndarray  # event_dt: corporate actions applied to holdings
     equity: np.ndarray  # (n_bars, n_combos) cash + holdings at each bar's close
     cash: np.ndarray  # (n_combos,) final cash
     closed: np.ndarray  # (n_combos,) holdings opened and closed again
     wins: np.ndarray  # (n_combos,) closed holdings with a positive result after all fees
     n_trades: np.ndarray  # (n_combos,) filled orders
+    n_signals: np.ndarray  # (n_combos,) blocked decisions
 
 
-@njit(cache=True)
-def prev_close_nb(close: np.ndarray, day: np.ndarray) -> np.ndarray:
-    """Each bar's reference close for price limits: the stock's last close on an earlier trading day.
-
-    With daily bars that is the stock's previous bar (across suspensions); with minute bars the
-    previous trading day's last close. NaN before the stock's first day.
-    """
-    n_bars, n_stocks = close.shape
-    out = np.empty((n_bars, n_stocks))
-    before_today = np.full(n_stocks, np.nan)
-    latest = np.full(n_stocks, np.nan)
-    for t in range(n_bars):
-        new_day = t > 0 and day[t] != day[t - 1]
-        for s in range(n_stocks):
-            if new_day:
-                before_today[s] = latest[s]
-            out[t, s] = before_today[s]
-            if close[t, s] > 0.0:
-                latest[s] = close[t, s]
-    return out
-
-
-@njit(cache=True)
-def limit_table_nb(prev_close: np.ndarray, width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(up-limit, down-limit) of every bar and stock by the kernel's ``limit_prices_nb``."""
-    up = np.empty(prev_close.shape)
-    down = np.empty(prev_close.shape)
-    for t in range(prev_close.shape[0]):
-        for s in range(prev_close.shape[1]):
-            up[t, s], down[t, s] = limit_prices_nb(prev_close[t, s], width[t, s])
-    return up, down
-
-
-@njit(cache=True)
-def ohlc_rounds_nb(
-    open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Parity rule 1: each bar's ticks O, L, H, C when close >= open, else O, H, L, C; the k-th tick of
-    every stock's bar in round ``4 * bar + k``. Returns (price, last_tick) of the rounds."""
-    n_bars, n_stocks = close.shape
-    price = np.empty((4 * n_bars, n_stocks))
-    last_tick = np.zeros((4 * n_bars, n_stocks), dtype=np.bool_)
-    for t in range(n_bars):
-        for s in range(n_stocks):
-            rising = close[t, s] >= open_[t, s]
-            price[4 * t, s] = open_[t, s]
-            price[4 * t + 1, s] = low[t, s] if rising else high[t, s]
-            price[4 * t + 2, s] = high[t, s] if rising else low[t, s]
-            price[4 * t + 3, s] = close[t, s]
-            last_tick[4 * t + 3, s] = close[t, s] > 0.0
-    return price, last_tick
+@njit(inline="always")
+def _fees_of_day(rates: FeeTable, day: int) -> FeeParams:
+    """The kernel's fee parameters of trading day ``day``: each trade pays its own day's rates."""
+    return FeeParams(rates.commission_rate, rates.min_commission, rates.stamp_duty_rate[day],
+                     rates.transfer_fee_rate[day])
 
 
 @njit(inline="always")
@@ -163,20 +148,20 @@ def _decide_nb(
     state: HoldingState,
     p: float,
     cash: float,
-    min_buy: int,
+    lots: LotRule,
     up: float,
     down: float,
     params: RuleParams,
     fees: FeeParams,
-) -> tuple[HoldingState, int, int]:
+) -> tuple[HoldingState, int, int, int]:
     """Parity rule 3 on one tick: a held stock observes the price then runs the rules, a stock not
     held (called only with an entry signal on its bar's last tick) runs the entry."""
     if held:
         state = observe_price_nb(state, p)
-        rule, v, _ = decide_nb(state, p, cash, min_buy, up, down, params, fees)
+        rule, v, outcome = decide_nb(state, p, cash, lots, up, down, params, fees)
     else:
-        rule, v, _ = decide_entry_nb(state, p, cash, min_buy, up, params, fees)
-    return state, rule, v
+        rule, v, outcome = decide_entry_nb(state, p, cash, lots, up, params, fees)
+    return state, rule, v, outcome
 
 
 @njit(inline="always")
@@ -203,26 +188,32 @@ def _store_holding_nb(
 
 @njit(cache=True, nogil=True)
 def simulate_nb(
-    rounds: TickRounds,
-    grid: BarGrid,
+    stream: TickStream,
+    days: DayFacts,
     table: RuleTable,
-    fees: FeeParams,
+    fee_rates: FeeTable,
+    realism: bool,
     init_cash: float,
     capacity: int,
+    signal_capacity: int,
 ) -> SimOutput:
     """Run every combination of ``table`` over the tick stream; see the module docstring.
 
-    Per round, stocks in ascending column order, each completely before the next (cash freed by a
-    sell pays a later buy of the same round). Before the first round of a new trading day every
-    holding goes through ``roll_day_nb``. At most ``capacity`` trade records are written (0: none,
-    for sweeps); ``n_trades.sum()`` above it means the caller must run again with more room. A
-    fixed buffer, rather than one grown inside the loop, keeps the records array out of the
-    loop-carried variables (another reference count per tick).
+    Per tick of a group, rows in ascending column order, each completely before the next (cash freed by
+    a sell pays a later buy of the same round). Before the first group of a new trading day every holding
+    goes through ``roll_day_nb``, the day's fee rates are taken, and the day's corporate actions are
+    applied to holdings (``apply_action_nb``). A tick outside the day's band is bad data: skipped before
+    anything sees it. The day's price limits (the band) apply when ``realism`` and the combination's
+    ``price_limits`` say so. At most ``capacity`` trade records and ``signal_capacity`` blocked decisions
+    are written (0: none, for sweeps); counts above them mean the caller must run again with more room.
+    A fixed buffer, rather than one grown inside the loop, keeps the records out of the loop-carried
+    variables (another reference count per tick).
     """
-    price, last_tick, round_bar, round_day = rounds
-    close, entries, up_limit, down_limit, min_buy = grid
-    n_rounds, n_stocks = price.shape
-    n_bars = close.shape[0]
+    start, group_bar, group_day, col, open_, high_, low_, close, traded, bar_close, n_ticks = stream
+    base, st, board_width, st_width, act_start, act_col, act_values, lots, entries = days
+    n_groups = start.shape[0] - 1
+    n_stocks = lots.shape[0]
+    n_bars = group_bar[n_groups - 1] + 1 if n_groups > 0 else 0
     n_combos = table.stop_loss_ratio.shape[0]
     volume = np.zeros(n_stocks, dtype=np.int64)
     available = np.zeros(n_stocks, dtype=np.int64)
@@ -233,18 +224,29 @@ def simulate_nb(
     grid_k = np.zeros(n_stocks, dtype=np.int64)
     holding_flow = np.zeros(n_stocks)  # cash in minus cash out of the open holding, fees included
     last_close = np.full(n_stocks, np.nan)
+    band_day = np.full(n_stocks, -1, dtype=np.int64)  # the day of the band in up/down, computed when needed
+    band_up = np.full(n_stocks, np.nan)
+    band_down = np.full(n_stocks, np.nan)
+    active = np.empty(n_stocks, dtype=np.int64)  # a group's rows that may act: held, or an entry signal
+    quiet_lo = np.zeros(n_stocks)  # a held stock's quiet band (kernel quiet_band_nb): no rule fires inside
+    quiet_hi = np.zeros(n_stocks)
 
     final_cash = np.empty(n_combos)
     equity = np.full((n_bars, n_combos), np.nan)
     closed = np.zeros(n_combos, dtype=np.int64)
     wins = np.zeros(n_combos, dtype=np.int64)
     n_trades = np.zeros(n_combos, dtype=np.int64)
+    n_signals = np.zeros(n_combos, dtype=np.int64)
     records = np.empty(capacity, dtype=trade_dt)
+    signals = np.empty(signal_capacity, dtype=signal_dt)
+    events = np.empty(act_col.shape[0] * n_combos if capacity > 0 else 0, dtype=event_dt)
     n_records = 0
+    n_blocked = 0
+    n_events = 0
 
     for c in range(n_combos):
         params = rule_params_at_nb(table, c)
-        limits = table.price_limits[c]
+        limits = realism and table.price_limits[c]
         cash = init_cash
         volume[:] = 0
         available[:] = 0
@@ -255,59 +257,142 @@ def simulate_nb(
         grid_k[:] = 0
         holding_flow[:] = 0.0
         last_close[:] = np.nan
-        for r in range(n_rounds):
-            bar = round_bar[r]
-            if r > 0 and round_day[r] != round_day[r - 1]:
+        band_day[:] = -1
+        fees = _fees_of_day(fee_rates, group_day[0] if n_groups > 0 else 0)
+        day = -1
+        for g in range(n_groups):
+            bar = group_bar[g]
+            d = group_day[g]
+            if d != day:
+                fees = _fees_of_day(fee_rates, d)
                 for s in range(n_stocks):
                     if volume[s] > 0:
-                        state = roll_day_nb(HoldingState(volume[s], available[s], cost[s], base_cost[s], high[s],
-                                                         tp_done[s], grid_k[s]))
+                        state = HoldingState(volume[s], available[s], cost[s], base_cost[s], high[s], tp_done[s],
+                                             grid_k[s])
+                        if day >= 0:
+                            state = roll_day_nb(state)
                         _store_holding_nb(state, s, volume, available, cost, base_cost, high, tp_done, grid_k)
-            for s in range(n_stocks):
-                p = price[r, s]
-                if not (p > 0.0):
-                    continue
-                held = volume[s] > 0
-                if not held and not (last_tick[r, s] and entries[bar, s]):
-                    continue
-                up = up_limit[bar, s] if limits else np.nan
-                down = down_limit[bar, s] if limits else np.nan
-                state = HoldingState(volume[s], available[s], cost[s], base_cost[s], high[s], tp_done[s], grid_k[s])
-                state, rule, v = _decide_nb(held, state, p, cash, min_buy[s], up, down, params, fees)
-                if v > 0:
-                    is_buy = not held or rule == RULE_GRID_BUY
-                    if is_buy:
-                        state, cash, fee = apply_buy_nb(state, cash, p, v, rule, fees)
-                        holding_flow[s] -= v * p + fee
-                    else:
-                        state, cash, fee, _ = apply_sell_nb(state, cash, p, v, rule, fees)
-                        holding_flow[s] += v * p - fee
-                        if state.volume == 0:
-                            closed[c] += 1
-                            if holding_flow[s] > 0.0:
-                                wins[c] += 1
-                            holding_flow[s] = 0.0
-                    n_trades[c] += 1
-                    if n_records < capacity:
-                        records["id"][n_records] = n_records
-                        records["col"][n_records] = c * n_stocks + s
-                        records["idx"][n_records] = bar
-                        records["size"][n_records] = v
-                        records["price"][n_records] = p
-                        records["fees"][n_records] = fee
-                        records["side"][n_records] = SIDE_BUY if is_buy else SIDE_SELL
-                        records["round"][n_records] = r
-                        records["rule"][n_records] = rule
-                        records["cash"][n_records] = cash
-                    n_records += 1
-                _store_holding_nb(state, s, volume, available, cost, base_cost, high, tp_done, grid_k)
-            if r == n_rounds - 1 or round_bar[r + 1] != bar:
+                # the ex-date's actions after the roll: bonus shares become available the next trading day
+                for a in range(act_start[d], act_start[d + 1]):
+                    s = act_col[a]
+                    if volume[s] <= 0:
+                        continue
+                    state = HoldingState(volume[s], available[s], cost[s], base_cost[s], high[s], tp_done[s],
+                                         grid_k[s])
+                    before, cash_before = volume[s], cash
+                    state, cash, _ = apply_action_nb(state, cash, act_values[a, 0], act_values[a, 1])
+                    holding_flow[s] += cash - cash_before
+                    _store_holding_nb(state, s, volume, available, cost, base_cost, high, tp_done, grid_k)
+                    quiet_lo[s], quiet_hi[s] = quiet_band_nb(state, params)
+                    if n_events < events.shape[0]:
+                        events[n_events]["col"] = c * n_stocks + s
+                        events[n_events]["idx"] = bar
+                        events[n_events]["day"] = d
+                        events[n_events]["volume_before"] = before
+                        events[n_events]["volume_after"] = volume[s]
+                        events[n_events]["cash"] = cash - cash_before
+                        n_events += 1
+                day = d
+            # a stock not held at the group's start cannot act before its last tick (entries act there):
+            # with several ticks a row, walk only the rows that may act; with one, walk the rows directly
+            listed = n_ticks > 1
+            lo, hi = start[g], start[g + 1]
+            if listed:
+                n_active = 0
+                for i in range(lo, hi):
+                    if traded[i] and (volume[col[i]] > 0 or (bar_close[i] and entries[i])):
+                        active[n_active] = i
+                        n_active += 1
+                lo, hi = 0, n_active
+            for k in range(n_ticks):
+                last = k == n_ticks - 1
+                for j in range(lo, hi):
+                    i = active[j] if listed else j
+                    if not traded[i]:
+                        continue
+                    s = col[i]
+                    held = volume[s] > 0
+                    if not held and not (last and bar_close[i] and entries[i]):
+                        continue
+                    p = bar_tick_nb(open_[i], high_[i], low_[i], close[i], k, n_ticks)
+                    if held and p <= high[s] and quiet_lo[s] < p < quiet_hi[s]:
+                        continue  # no rule fires and the high stays: the kernel would decide nothing
+                    if band_day[s] != d:
+                        band_day[s] = d
+                        band_up[s], band_down[s] = band_nb(base[d, s], st, i, board_width[s], st_width)
+                    up = band_up[s]
+                    down = band_down[s]
+                    if outside_band_nb(p, up, down):
+                        continue
+                    if not limits:
+                        up = np.nan
+                        down = np.nan
+                    state = HoldingState(volume[s], available[s], cost[s], base_cost[s], high[s], tp_done[s],
+                                         grid_k[s])
+                    lot = LotRule(lots[s, 0], lots[s, 1], lots[s, 2])
+                    state, rule, v, outcome = _decide_nb(held, state, p, cash, lot, up, down, params, fees)
+                    if rule == RULE_NONE:  # at most the high moved
+                        high[s] = state.high
+                        quiet_lo[s], quiet_hi[s] = quiet_band_nb(state, params)
+                        continue
+                    if v > 0:
+                        is_buy = not held or rule == RULE_GRID_BUY
+                        if is_buy:
+                            state, cash, fee = apply_buy_nb(state, cash, p, v, rule, fees)
+                            holding_flow[s] -= v * p + fee
+                        else:
+                            state, cash, fee, _ = apply_sell_nb(state, cash, p, v, rule, fees)
+                            holding_flow[s] += v * p - fee
+                            if state.volume == 0:
+                                closed[c] += 1
+                                if holding_flow[s] > 0.0:
+                                    wins[c] += 1
+                                holding_flow[s] = 0.0
+                        n_trades[c] += 1
+                        if n_records < capacity:
+                            records[n_records]["id"] = n_records
+                            records[n_records]["col"] = c * n_stocks + s
+                            records[n_records]["idx"] = bar
+                            records[n_records]["size"] = v
+                            records[n_records]["price"] = p
+                            records[n_records]["fees"] = fee
+                            records[n_records]["side"] = SIDE_BUY if is_buy else SIDE_SELL
+                            records[n_records]["round"] = g * n_ticks + k
+                            records[n_records]["rule"] = rule
+                            records[n_records]["cash"] = cash
+                        n_records += 1
+                    elif rule != RULE_NONE:
+                        n_signals[c] += 1
+                        if n_blocked < signal_capacity:
+                            signals[n_blocked]["col"] = c * n_stocks + s
+                            signals[n_blocked]["idx"] = bar
+                            signals[n_blocked]["round"] = g * n_ticks + k
+                            signals[n_blocked]["rule"] = rule
+                            signals[n_blocked]["price"] = p
+                            signals[n_blocked]["outcome"] = outcome
+                        n_blocked += 1
+                    _store_holding_nb(state, s, volume, available, cost, base_cost, high, tp_done, grid_k)
+                    if state.volume > 0:
+                        quiet_lo[s], quiet_hi[s] = quiet_band_nb(state, params)
+            for j in range(lo, hi):  # a stock is valued at its last close while held
+                i = active[j] if listed else j
+                if traded[i] and volume[col[i]] > 0:
+                    last_close[col[i]] = close[i]
+            if g == n_groups - 1 or group_bar[g + 1] != bar:
                 value = cash
                 for s in range(n_stocks):
-                    if close[bar, s] > 0.0:
-                        last_close[s] = close[bar, s]
                     if volume[s] > 0:
                         value += volume[s] * last_close[s]
                 equity[bar, c] = value
         final_cash[c] = cash
-    return SimOutput(records[: min(n_records, capacity)], equity, final_cash, closed, wins, n_trades)
+    return SimOutput(
+        records[: min(n_records, capacity)],
+        signals[: min(n_blocked, signal_capacity)],
+        events[:n_events],
+        equity,
+        final_cash,
+        closed,
+        wins,
+        n_trades,
+        n_signals,
+    )

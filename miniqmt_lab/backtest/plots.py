@@ -11,6 +11,12 @@ from plotly.subplots import make_subplots
 if TYPE_CHECKING:
     from miniqmt_lab.backtest.prepare import BarData
 
+HEATMAP_COLORS = "RdYlGn_r"
+"""Heatmap colours by the A-share convention of the other panels: green low (losses), red high (gains)."""
+
+METRIC_MIDPOINT = {"total_return": 0.0, "sharpe": 0.0, "max_drawdown": 0.0, "win_rate": 0.5}
+"""The value of a metric that is neither gain nor loss: the heatmap's yellow (a drawdown is never a gain)."""
+
 RULE_COLORS = {
     "entry": "#1f77b4",
     "grid_buy": "#17becf",
@@ -36,7 +42,8 @@ def equity_figure(equity: pd.Series, drawdown: pd.Series, trades: pd.DataFrame) 
         row=2, col=1,
     )
     fig.update_yaxes(title_text="yuan", row=1, col=1)
-    fig.update_yaxes(title_text="drawdown", tickformat=".0%", row=2, col=1)
+    # "~%": as many decimals as the tick step needs (a fixed ".0%" shows -1%, -1%, -2% for steps of 0.5%)
+    fig.update_yaxes(title_text="drawdown", tickformat="~%", row=2, col=1)
     fig.update_layout(title="Backtest equity", hovermode="x unified", showlegend=False)
     return fig
 
@@ -74,7 +81,11 @@ def trades_figure(bars: BarData, trades: pd.DataFrame, code: str) -> go.Figure:
 
 
 def sweep_heatmap(table: pd.DataFrame, x: str, y: str, metric: str = "total_return") -> go.Figure:
-    """``metric`` over two swept fields, averaged over the other fields of the grid."""
+    """``metric`` over two swept fields, averaged over the other fields of the grid.
+
+    Red is better and green worse, as gains and losses everywhere else; a metric with a neutral value
+    (:data:`METRIC_MIDPOINT`) is yellow there, so a losing cell is green however the others did.
+    """
     for name in (x, y, metric):
         if name not in table.columns:
             raise KeyError(f"{name!r} is not a column of the sweep table: {list(table.columns)}")
@@ -84,9 +95,9 @@ def sweep_heatmap(table: pd.DataFrame, x: str, y: str, metric: str = "total_retu
         .pivot_table(index=y, columns=x, values=metric, aggfunc="mean", sort=False)
     )
     fig = go.Figure(
-        go.Heatmap(z=pivot.to_numpy(), x=list(pivot.columns), y=list(pivot.index), colorscale="RdYlGn",
-                   colorbar={"title": metric}, hovertemplate=f"{x} %{{x}}<br>{y} %{{y}}<br>{metric} %{{z:.4f}}"
-                   "<extra></extra>")
+        go.Heatmap(z=pivot.to_numpy(), x=list(pivot.columns), y=list(pivot.index), colorscale=HEATMAP_COLORS,
+                   zmid=METRIC_MIDPOINT.get(metric), colorbar={"title": metric},
+                   hovertemplate=f"{x} %{{x}}<br>{y} %{{y}}<br>{metric} %{{z:.4f}}<extra></extra>")
     )
     fig.update_layout(title=f"{metric} by {x} and {y}", xaxis_title=x, yaxis_title=y)
     fig.update_xaxes(type="category")

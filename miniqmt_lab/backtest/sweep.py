@@ -1,42 +1,44 @@
 """Parameter sweeps: every combination of a grid is one more cash pool of the same simulation loop.
 
-Combinations run in chunks (progress bar per chunk); chunks run on a few threads, since the loop
-releases the GIL. A sweep keeps each combination's equity curve and summary, not its trades:
-``SweepResult.run(i)`` replays one combination with trades and a portfolio.
+Combinations run in chunks, on threads (the loop releases the GIL), local processes or a Dask
+cluster (:mod:`miniqmt_lab.backtest.schedulers`); the progress bar counts combinations. A sweep keeps
+each combination's equity curve and summary, not its trades: ``SweepResult.run(i)`` replays one
+combination with trades and a portfolio.
 """
 
 from __future__ import annotations
 
-import math
-import os
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from miniqmt_lab.backtest.core import SUMMARY_METRICS, BacktestResult, run_backtest, summary_metrics
-from miniqmt_lab.backtest.nb import SimOutput, simulate_nb
+from miniqmt_lab.backtest.analytics import summary_metrics
+from miniqmt_lab.backtest.core import SUMMARY_METRICS, BacktestResult, run_backtest
+from miniqmt_lab.backtest.nb import SimOutput
 from miniqmt_lab.backtest.prepare import (
     BARS_PER_YEAR,
     BarData,
     Entries,
     TickMode,
-    bar_grid,
+    day_facts,
     entry_signals,
     grid_combinations,
     prepare_bars,
     rule_settings,
-    tick_rounds,
+    tick_stream,
 )
+from miniqmt_lab.backtest.schedulers import check_scheduler, loop_inputs, run_chunks
 from miniqmt_lab.config import FeeSettings, RuleSettings, Settings
-from miniqmt_lab.market import fee_params
-from miniqmt_lab.rules.params import rule_table, table_rows
+from miniqmt_lab.market import fee_table
+from miniqmt_lab.rules.params import rule_table
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
+    from distributed import Client
 
 
 def sweep(
@@ -52,35 +54,40 @@ def sweep(
     fees: FeeSettings | None = None,
     chunk_size: int | None = None,
     n_jobs: int | None = None,
+    scheduler: str | Client | None = None,
+    actions: pd.DataFrame | None = None,
+    instruments: pd.DataFrame | None = None,
 ) -> SweepResult:
     """Backtest every combination of ``grid`` (``{flat RuleSettings field: list of values}``).
 
-    Fields not in the grid come from ``base`` (default settings). ``chunk_size`` combinations run per
-    loop call; ``n_jobs`` threads run chunks side by side (default: one per CPU). ``progress``: a
-    tqdm bar when True, or a callable given ``(chunks done, chunks in all)`` after each chunk (a
-    widget's progress bar).
+    Fields not in the grid come from ``base`` (default settings). The bars are prepared once; chunks
+    of ``chunk_size`` combinations run where ``scheduler`` says (:mod:`~miniqmt_lab.backtest.schedulers`):
+    ``None``/``"threads"`` (``n_jobs`` threads, default one per CPU), ``"processes"`` (``n_jobs`` local
+    processes), ``"dask"`` (a local Dask cluster: one worker process of ``n_jobs`` threads, closed
+    afterwards), a Dask scheduler address ``"tcp://host:8786"`` or a ``distributed.Client``. The
+    table is the same wherever it runs.
+    ``progress``: a tqdm bar over combinations when True, or a callable given ``(combinations done,
+    combinations in all)`` after each chunk (a widget's progress bar). ``actions`` / ``instruments``:
+    corporate actions and listing dates, as in ``run_backtest`` (default: ``bars.attrs``).
     """
-    data = prepare_bars(bars)
+    data = prepare_bars(bars, actions=actions, instruments=instruments)
     base_rules = rule_settings(base)
     combos = grid_combinations(grid)
     settings = Settings(rules=base_rules)
     rules = [settings.with_values(**combo).rules for combo in combos]
     if not init_cash > 0:
         raise ValueError(f"init_cash must be > 0, got {init_cash!r}")
-    jobs = max(1, n_jobs or os.cpu_count() or 1)
-    size = chunk_size or max(1, min(32, math.ceil(len(rules) / (2 * jobs))))
-    rounds = tick_rounds(data, tick_mode)
-    bar_facts = bar_grid(data, entry_signals(data, entries), limits=realism)
-    table = rule_table(rules)
-    fee = fee_params(fees or FeeSettings())
-    starts = list(range(0, len(rules), size))
-
-    def run_chunk(start: int) -> SimOutput:
-        chunk = table_rows(table, start, min(start + size, len(rules)))
-        return simulate_nb(rounds, bar_facts, chunk, fee, float(init_cash), 0)
-
-    with ThreadPoolExecutor(max_workers=min(jobs, len(starts))) as pool:
-        outputs = list(_progress(pool.map(run_chunk, starts), len(starts), progress))
+    check_scheduler(scheduler)
+    days = day_facts(data, entry_signals(data, entries))
+    fee = fee_table(fees or FeeSettings(), data.day_dates)
+    # simulate_nb's arguments but the rule table (each chunk's own), with no room for trades or signals
+    inputs = loop_inputs((tick_stream(data, tick_mode), days, None, fee, bool(realism), float(init_cash), 0, 0))
+    done: dict[int, SimOutput] = {}
+    with _progress(len(rules), progress) as advance:
+        for chunk, output in run_chunks(inputs, rule_table(rules), scheduler, n_jobs, chunk_size):
+            done[chunk.start] = output
+            advance(len(chunk))
+    outputs = [done[start] for start in sorted(done)]
     equity = np.hstack([o.equity for o in outputs])
     metrics = summary_metrics(
         equity,
@@ -105,20 +112,25 @@ def sweep(
     )
 
 
-def _progress(items: Iterator[SimOutput], total: int, progress: bool | Callable[[int, int], object]) -> Any:
+@contextlib.contextmanager
+def _progress(total: int, progress: bool | Callable[[int, int], object]) -> Iterator[Callable[[int], None]]:
+    """A function to call with the number of combinations each finished chunk held."""
+    done = 0
     if callable(progress):
-        return _reporting(items, total, progress)
-    if not progress:
-        return items
-    from tqdm.auto import tqdm
 
-    return tqdm(items, total=total, desc="sweep", unit="chunk")
+        def report(n: int) -> None:
+            nonlocal done
+            done += n
+            progress(done, total)
 
+        yield report
+    elif progress:
+        from tqdm.auto import tqdm
 
-def _reporting(items: Iterator[SimOutput], total: int, report: Callable[[int, int], object]) -> Iterator[SimOutput]:
-    for done, item in enumerate(items, start=1):
-        report(done, total)
-        yield item
+        with tqdm(total=total, desc="sweep", unit="combination") as bar:
+            yield bar.update
+    else:
+        yield lambda n: None
 
 
 @dataclass(frozen=True, eq=False)

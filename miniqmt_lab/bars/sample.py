@@ -30,10 +30,12 @@ SYNTHETIC_NOTICE = (
 SYNTHETIC_NAME_PREFIX = "合成样本"
 MINUTES_PER_DAY = 240
 
-# (first code number, exchange) per board; the last stock goes to Beijing.
+# (first code number, exchange) per board; the last stock goes to Beijing. Past 3,997 stocks (the size of
+# a whole market) four more ranges join: SH 603/605, SZ 002/003 and ChiNext 301/302.
 _BOARD_BASES = ((600000, "SH"), (1, "SZ"), (300001, "SZ"), (688001, "SH"))
+_MORE_BASES = (*_BOARD_BASES, (603000, "SH"), (2001, "SZ"), (301001, "SZ"), (605000, "SH"))
 _BJ_CODE = "830799.BJ"
-_MAX_STOCKS = 4 * 999 + 1
+_MAX_STOCKS = len(_MORE_BASES) * 999 + 1
 
 _GARCH_ALPHA = 0.08
 _GARCH_BETA = 0.90
@@ -51,7 +53,8 @@ def sample_codes(n_stocks: int) -> list[str]:
     if not 1 <= n_stocks <= _MAX_STOCKS:
         raise ValueError(f"n_stocks must be between 1 and {_MAX_STOCKS}, got {n_stocks}")
     n_main = n_stocks - 1 if n_stocks >= 5 else n_stocks
-    codes = [f"{_BOARD_BASES[i % 4][0] + i // 4:06d}.{_BOARD_BASES[i % 4][1]}" for i in range(n_main)]
+    bases = _BOARD_BASES if n_main <= len(_BOARD_BASES) * 999 else _MORE_BASES
+    codes = [f"{bases[i % len(bases)][0] + i // len(bases):06d}.{bases[i % len(bases)][1]}" for i in range(n_main)]
     if n_main < n_stocks:
         codes.append(_BJ_CODE)
     return sorted(codes)

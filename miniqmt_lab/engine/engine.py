@@ -216,7 +216,11 @@ class Engine:
             if callable(attach):
                 with ctx.book.lock:
                     quotes = dict(ctx.book.quotes)
-                attach(self.clock, self.store.ledger_frame(), quotes)
+                events = self.store.events_frame()
+                if events.empty:
+                    attach(self.clock, self.store.ledger_frame(), quotes)
+                else:  # a venue ledger rebuilt from trades alone would miss the bonus shares and dividends
+                    attach(self.clock, self.store.ledger_frame(), quotes, events=events)
             now = dt.datetime.now(SHANGHAI)
             session = f"{self.mode}-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
             journals = self.database_path.parent / "journal"
@@ -544,6 +548,10 @@ class Engine:
     def signals(self) -> pd.DataFrame:
         """Every signal with its outcome: id, time, stock_code, rule, side, price, volume, outcome, message."""
         return self.store.signals_frame()
+
+    def events(self) -> pd.DataFrame:
+        """Corporate actions applied to holdings (``EVENT_COLUMNS``): bonus shares and dividends, not trades."""
+        return self.store.events_frame()
 
     def issues(self) -> pd.DataFrame:
         """Bad input met (bad ticks, broker disagreements): time, kind, stock_code, message."""

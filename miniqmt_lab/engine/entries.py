@@ -1,10 +1,10 @@
 """Entry signals: where a holding may open. The engine asks on a bar's last tick of a stock not held.
 
 * :class:`FrameEntries`: a boolean (bar time x stock_code) frame given by the caller, or computed
-  from replay bars (:func:`macd_bar_entries`: MACD golden cross on daily closes, acted on at the
-  day's last bar of the stock, as the backtest does).
-* :class:`MacdEntries`: live, from the daily closes in the bar store plus today's price as the
-  close-to-be; the data thread refreshes the history.
+  from replay bars (:func:`macd_bar_entries`: the market simulation's MACD golden crosses on each
+  stock's own daily closes, acted on at the day's last bar of the stock: the backtest's very signals).
+* :class:`MacdEntries`: live, from the stock's own traded daily closes in the bar store plus today's
+  price as the close-to-be (the same arithmetic step by step); the data thread refreshes the history.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from miniqmt_lab.engine.replay import DAILY_STAMP
-from miniqmt_lab.indicators import golden_cross_nb, macd_entries, macd_nb
+from miniqmt_lab.indicators import golden_cross_nb, macd_nb
 from miniqmt_lab.market import SHANGHAI, normalize_code
+from miniqmt_lab.marketsim import DAILY_STAMP, MarketData, market_data, traded_mask
 from miniqmt_lab.schema import HISTORY_DAYS
 
 log = logging.getLogger(__name__)
@@ -72,32 +72,19 @@ class FrameEntries:
         return None
 
 
-def macd_bar_entries(bars: pd.DataFrame) -> FrameEntries:
-    """MACD golden crosses on the daily closes of long bars, keyed by the bar they are acted on.
-
-    Daily bars: the bar of the cross. Minute bars: one cross per day from each day's last close,
-    acted on at that day's last bar of the stock.
-    """
-    minute = "time" in bars.columns
-    times = pd.to_datetime(bars["time" if minute else "date"])
-    if times.dt.tz is not None:
-        times = times.dt.tz_convert(SHANGHAI).dt.tz_localize(None)
-    frame = pd.DataFrame(
-        {
-            "code": [normalize_code(c) for c in bars["stock_code"].to_numpy(dtype=object)],
-            "t": times.to_numpy(dtype="datetime64[us]"),
-            "close": pd.to_numeric(bars["close"]).to_numpy(dtype=np.float64),
-        }
-    )
-    frame["day"] = frame["t"].dt.normalize()
-    last = frame.sort_values("t", kind="stable").groupby(["day", "code"], sort=True).last()
-    closes = last["close"].unstack("code")
-    crosses = macd_entries(closes)
-    if not minute:
-        return FrameEntries.from_frame(crosses)
-    hit = crosses.stack()
-    acted_at = last["t"][hit[hit].index]
-    return FrameEntries({(code, pd.Timestamp(t).to_pydatetime()) for (_, code), t in acted_at.items()})
+def macd_bar_entries(bars: pd.DataFrame | MarketData) -> FrameEntries:
+    """MACD golden crosses of the market simulation (each stock's own traded daily closes), keyed by the
+    bar they are acted on: daily bars, the bar of the cross; minute bars, the day's last bar of the stock."""
+    if isinstance(bars, MarketData):
+        data = bars
+    else:
+        data = market_data(bars, ohlc=all(c in bars.columns for c in ("open", "high", "low")))
+    rows = np.flatnonzero(data.macd_entries())
+    stream = data.stream
+    group_of_row = np.searchsorted(stream.start, rows, side="right") - 1
+    stamps = data.index[stream.group_bar[group_of_row]].to_pydatetime()
+    codes = data.row_codes()[rows]
+    return FrameEntries({(str(code), stamp) for code, stamp in zip(codes, stamps, strict=True)})
 
 
 class AlwaysEntries:
@@ -124,6 +111,8 @@ class MacdEntries:
             self._history = history
 
     def is_entry(self, code: str, stamp: dt.datetime, price: float) -> bool:
+        """The cross of ``macd_nb`` over the stock's own traded closes before today plus ``price``: what
+        the market simulation's step-by-step MACD gives on the same closes."""
         day = pd.Timestamp(_naive(stamp).date())  # history is indexed by naive dates
         with self._lock:
             history = self._history
@@ -153,6 +142,7 @@ def store_history(bar_store: Path, codes: Callable[[], list[str]]) -> Callable[[
             bars = store.query(wanted, start=start, freq="1d")
         if bars.empty:
             return pd.DataFrame()
+        bars = bars[traded_mask(bars)]  # suspended days are absent from a stock's series, not blank
         return bars.pivot(index="date", columns="stock_code", values="close").sort_index()
 
     return load
@@ -167,8 +157,8 @@ def make_entries(
 ) -> EntrySource | None:
     """The engine's entry source from its ``entries`` argument (None: ``engine.entry`` of the settings).
 
-    ``"macd"`` on a replay of bars computes the crosses from those bars, as the backtest does; on any
-    other feed it uses the daily closes of the bar store ``<data_dir>/bars.duckdb``.
+    ``"macd"`` on a replay of bars takes the crosses of its market simulation, as the backtest does; on
+    any other feed it uses the daily closes of the bar store ``<data_dir>/bars.duckdb``.
     """
     if spec is None:
         spec = default
@@ -181,6 +171,9 @@ def make_entries(
     if spec == "always":
         return AlwaysEntries()
     if spec == "macd":
+        market = getattr(feed, "market", None)
+        if isinstance(market, MarketData):
+            return macd_bar_entries(market)
         bars = getattr(feed, "bars", None)
         if isinstance(bars, pd.DataFrame):
             return macd_bar_entries(bars)

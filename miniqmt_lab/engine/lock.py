@@ -2,14 +2,17 @@
 
 The lock is taken on a lock file named after the database file's device and inode, so a symlink or a
 hard link to the same database cannot let a second engine trade the same book. The OS frees the lock
-when the process dies, so a crashed engine never blocks its restart.
+when the process dies, so a crashed engine never blocks its restart; a released lock deletes its file
+(a crashed one leaves an empty file that the next engine on that database takes over).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -37,28 +40,51 @@ class DatabaseLock:
     def __init__(self, database: Path) -> None:
         self.database = database
         self._file: BinaryIO | None = None
+        self._path = ""
 
     @property
     def held(self) -> bool:
         return self._file is not None
 
-    def acquire(self) -> None:
+    def acquire(self, attempts: int = 5) -> None:
+        """Take the lock; a lock held a moment by :meth:`check_name` of an engine being built elsewhere is
+        tried again a few times before :class:`DatabaseInUse`."""
         if self._file is not None:
             return
-        path = identity_lock_path(self.database)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        file = open(path, "a+b")  # noqa: SIM115 - held open while the engine runs
-        try:
-            _lock_file(file)
-        except OSError:
-            file.close()
-            raise DatabaseInUse(f"another engine is running on {self.database}: stop it first") from None
+        for attempt in range(attempts):
+            file = self._try_lock(identity_lock_path(self.database))
+            if file is not None:
+                break
+            time.sleep(0.02 * (attempt + 1))
+        else:
+            raise DatabaseInUse(f"another engine is running on {self.database}: stop it first")
         # the name the running engine uses: another name of the same file must not even be read
         file.seek(0)
         file.truncate()
         file.write(os.fsencode(str(self.database)))
         file.flush()
         self._file = file
+        self._path = file.name
+
+    @staticmethod
+    def _try_lock(path: Path) -> BinaryIO | None:
+        """The locked lock file, or None when another process holds it. A lock file is deleted when its
+        holder releases it, so the lock counts only if the name still leads to the file we locked."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            file = open(path, "a+b")  # noqa: SIM115 - held open while the engine runs
+            try:
+                _lock_file(file)
+            except OSError:
+                file.close()
+                return None
+            try:
+                same = os.path.samestat(os.fstat(file.fileno()), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                return file
+            file.close()  # its holder deleted it between our open and our lock: take the new one
 
     def check_name(self) -> None:
         """Raise :class:`DatabaseInUse` when a running engine holds this file under another name (a
@@ -83,6 +109,9 @@ class DatabaseLock:
 
     def release(self) -> None:
         if self._file is not None:
+            if sys.platform != "win32":  # Windows cannot delete an open file: it stays, empty of meaning
+                with contextlib.suppress(OSError):
+                    os.unlink(self._path)  # while still locked: no one can take a file on its way out
             self._file.close()  # closing the file drops the lock
             self._file = None
 

@@ -24,7 +24,7 @@ from miniqmt_lab.errors import (
     PriceLimitBreached,
 )
 from miniqmt_lab.rules import RULE_MANUAL
-from miniqmt_lab.schema import LOT, Outcome, Side
+from miniqmt_lab.schema import Outcome, Side
 
 
 def manual_order(
@@ -53,7 +53,7 @@ def manual_order(
             raise InsufficientPosition(
                 f"sell {volume} {norm}: you hold {state.volume} ({max(free, 0)} available now)"
             )
-        shares = market.check_sell_volume(volume, state.volume, state.available)
+        shares = market.check_sell_volume(volume, state.volume, state.available, norm)
     now = ctx.clock.now()
     if quote is not None:
         up, down = ctx.limits(norm, quote.prev_close, quote.name)
@@ -78,7 +78,8 @@ def _buy_volume(code: str, volume: object, amount: object, price: float) -> int:
         if amount is None:
             raise InvalidVolume(f"buy {code}: give a volume (shares) or an amount (yuan)")
         money = market.check_price(amount, what="amount")
-        volume = int(math.floor(money / price / LOT)) * LOT
+        step = market.lot_rule(code).step  # whole lots; 1-share steps on STAR and BJ
+        volume = int(math.floor(money / price / step)) * step
         if volume <= 0:
             raise InvalidVolume(f"buy {code}: {money:,.2f} yuan does not buy one lot at {price:.2f}")
     return market.check_buy_volume(code, volume)

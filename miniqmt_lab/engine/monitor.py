@@ -13,13 +13,13 @@ broker sync when it is due).
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import math
 import time
 from collections.abc import Callable
 
 from miniqmt_lab import market
+from miniqmt_lab.engine.actions import apply_day_actions
 from miniqmt_lab.engine.context import RunContext, Task
 from miniqmt_lab.engine.guards import FINAL_FOR_EXECUTION, Signal, repeat_key, signal_id, tick_problem
 from miniqmt_lab.engine.journal import JournalRow
@@ -41,6 +41,7 @@ class Monitor:
         self.before_round = before_round
         self._ack_timeout = 2 * ctx.settings.engine.call_timeout + 1.0
         self._observe = getattr(ctx.broker, "observe_tick", None)  # a paper venue follows the market
+        self._actions_day: dt.date | None = None
 
     def step(self) -> float:
         ctx = self.ctx
@@ -88,6 +89,9 @@ class Monitor:
             return False
         day = market.to_shanghai(rnd.time).date()
         book.roll_day(day)
+        if day != self._actions_day:  # ex-dates before the day's first tick, after the T+1 roll
+            self._actions_day = day
+            apply_day_actions(ctx, day)  # an action stored before a restart is not applied again
         journal_rows = []
         texts: dict[dt.datetime, str] = {}  # the ticks of a round share one or two times
         for tick in sorted(rnd.ticks, key=lambda t: str(t.code)):
@@ -155,7 +159,7 @@ class Monitor:
         book, params, fees = ctx.book, ctx.params, ctx.fees_for(day)
         code, p = tick.code, float(tick.price)
         up, down = ctx.limits(code, base, tick.name, tick.limits)
-        min_buy = _min_buy_volume(code)
+        lots = market.lot_rule(code)
         with book.lock:
             state = book.observe(code, p, base, tick.name, tick.time)
             # reserved cash and shares belong to orders in flight: the rules see only what is free
@@ -163,10 +167,10 @@ class Monitor:
             if state.volume > 0:
                 reserved = book.reserved_volume.get(code, 0)
                 free = state._replace(available=max(0, state.available - reserved)) if reserved else state
-                rule, volume, outcome = decide_nb(free, p, cash, min_buy, up, down, params, fees)
+                rule, volume, outcome = decide_nb(free, p, cash, lots, up, down, params, fees)
                 opened = book.positions[code].opened_at
             elif tick.bar_close and ctx.entries is not None and ctx.entries.is_entry(code, tick.trade_time, p):
-                rule, volume, outcome = decide_entry_nb(state, p, cash, min_buy, up, params, fees)
+                rule, volume, outcome = decide_entry_nb(state, p, cash, lots, up, params, fees)
                 opened = ""
             else:
                 return None, 0
@@ -220,8 +224,6 @@ class Monitor:
         if not task.done.wait(self._ack_timeout):
             log.error("signal %s: no acknowledgement within %.1f s; going on", signal.id, self._ack_timeout)
 
-
-_min_buy_volume = functools.lru_cache(maxsize=65536)(market.min_buy_volume)
 
 
 def _journal_price(value: object) -> float | None:

@@ -1,10 +1,11 @@
 """Replay feeds: bars or a recorded tick journal delivered as tick rounds, driving a replay clock.
 
-Bars become ticks by the parity rules of ``docs/contracts.md``: open, low, high, close when
-close >= open, else open, high, low, close (``tick_mode="close"``: the close only); the k-th tick
-of every stock's bar shares one time. Daily bars tick at 09:30, 10:30, 13:30 and 14:57 (close only:
-14:57) and their trades are stamped with the date at 15:00; a minute bar ending at ``t`` ticks at
-``t - 45 s``, ``t - 30 s``, ``t - 15 s`` and ``t`` (close only: ``t``) and is stamped ``t``.
+Bars become ticks by the market simulation (:mod:`miniqmt_lab.marketsim`), the very code the backtest
+runs: open, low, high, close when close >= open, else open, high, low, close (``tick_mode="close"``: the
+close only), the k-th tick of every stock's bar at one time (daily bars at 09:30, 10:30, 13:30 and 14:57,
+stamped 15:00; a minute bar ending at ``t`` at ``t - 45 s`` .. ``t``, stamped ``t``). A suspended bar gives
+no tick; each tick carries its day's base price (``Tick.prev_close``: the previous traded close, or the
+ex-rights reference on an ex-date) and ``Tick.limits`` False on a new listing's first five days.
 
 Rounds are built lazily from per-bar arrays, so a long minute-bar replay costs no more memory than
 its bars.
@@ -24,13 +25,11 @@ import pandas as pd
 
 from miniqmt_lab import records
 from miniqmt_lab.engine.clock import ReplayClock
-from miniqmt_lab.market import SHANGHAI, normalize_code
+from miniqmt_lab.market import SHANGHAI
+from miniqmt_lab.marketsim import MarketData, market_data, tick_table_nb, with_ticks
 from miniqmt_lab.schema import Tick, TickRound
 
 TickMode = Literal["ohlc", "close"]
-DAILY_TICK_TIMES = (dt.time(9, 30), dt.time(10, 30), dt.time(13, 30), dt.time(14, 57))
-DAILY_STAMP = pd.Timedelta(hours=15)
-MINUTE_TICK_OFFSETS = (-45, -30, -15, 0)  # seconds from the minute bar's time
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,10 +44,11 @@ class TickTable:
     names: np.ndarray  # (n_rows,) object
     prices: np.ndarray  # (n_rows, k) float64
     bar_close: np.ndarray  # (n_rows, k) bool
-    prev_close: np.ndarray  # (n_rows,) float64
+    prev_close: np.ndarray  # (n_rows,) float64: the day's base price
     stamps: np.ndarray  # (n_rows,) datetime64[us], naive Shanghai time
     times: np.ndarray  # (n_groups, k) datetime64[us], naive Shanghai time
     start: np.ndarray  # (n_groups + 1,) int64
+    limits: np.ndarray  # (n_rows,) bool: False on a new listing's first five trading days
 
     @property
     def n_rounds(self) -> int:
@@ -66,14 +66,15 @@ class TickTable:
                 stamp = aware[naive] = naive.replace(tzinfo=SHANGHAI)
             stamps.append(stamp)
         ticks = tuple(
-            Tick(code, price, time, stamp, closes, prev, name)
-            for code, price, stamp, closes, prev, name in zip(
+            Tick(code, price, time, stamp, closes, prev, name, limited)
+            for code, price, stamp, closes, prev, name, limited in zip(
                 self.codes[lo:hi].tolist(),
                 self.prices[lo:hi, k].tolist(),
                 stamps,
                 self.bar_close[lo:hi, k].tolist(),
                 self.prev_close[lo:hi].tolist(),
                 self.names[lo:hi].tolist(),
+                self.limits[lo:hi].tolist(),
                 strict=True,
             )
         )
@@ -100,79 +101,60 @@ def _group_starts(keys: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], change, [len(keys)]]).astype(np.int64)
 
 
-def bars_to_ticks(bars: pd.DataFrame, tick_mode: TickMode = "ohlc") -> TickTable:
-    """The tick stream of a long bar frame (``stock_code``, ``date`` or ``time``, ``open``..``close``)."""
+def bars_to_ticks(
+    bars: pd.DataFrame | MarketData,
+    tick_mode: TickMode = "ohlc",
+    *,
+    actions: pd.DataFrame | None = None,
+    instruments: pd.DataFrame | None = None,
+) -> TickTable:
+    """The tick stream of a long bar frame (``stock_code``, ``date`` or ``time``, ``open``..``close``), or of
+    bars already prepared by :func:`miniqmt_lab.marketsim.market_data`; ``actions`` and ``instruments``
+    default to ``bars.attrs`` (the bar store's)."""
     if tick_mode not in ("ohlc", "close"):
         raise ValueError(f"tick_mode must be 'ohlc' or 'close', got {tick_mode!r}")
-    if "time" in bars.columns:
-        daily, time_column = False, "time"
-    elif "date" in bars.columns:
-        daily, time_column = True, "date"
+    n_ticks = 4 if tick_mode == "ohlc" else 1
+    if isinstance(bars, MarketData):
+        data = with_ticks(bars, n_ticks)
     else:
-        raise ValueError("bars need a 'date' column (daily bars) or a 'time' column (minute bars)")
-    needed = ["stock_code", "open", "low", "high", "close"] if tick_mode == "ohlc" else ["stock_code", "close"]
-    missing = [c for c in needed if c not in bars.columns]
-    if missing:
-        raise ValueError(f"bars lack column(s) {missing}")
-    if bars.empty:
-        raise ValueError("bars are empty")
+        data = market_data(bars, actions=actions, instruments=instruments, ohlc=tick_mode == "ohlc")
+    return tick_table(data, _row_names(bars, data))
 
-    frame = pd.DataFrame(
-        {
-            "code": [normalize_code(c) for c in bars["stock_code"].to_numpy(dtype=object)],
-            "name": bars["stock_name"].fillna("").astype(str).to_numpy(dtype=object)
-            if "stock_name" in bars.columns
-            else "",
-            "t": _naive_shanghai(bars[time_column]),
-        }
-    )
-    if daily:
-        frame["t"] = frame["t"].dt.normalize()
-    for column in ("open", "low", "high", "close"):
-        source = column if column in bars.columns else "close"
-        frame[column] = pd.to_numeric(bars[source]).to_numpy(dtype=np.float64)
-    frame = frame.sort_values(["t", "code"], kind="stable").reset_index(drop=True)
-    if frame.duplicated(["t", "code"]).any():
-        raise ValueError("bars hold more than one row for some (stock_code, bar time)")
 
-    day = frame["t"].dt.normalize()
-    # the reference close of price limits: the stock's last close on an earlier trading day
-    day_close = frame.groupby(["code", day], sort=True)["close"].last()
-    previous = day_close.groupby(level="code").shift(1)
-    prev_close = previous.reindex(pd.MultiIndex.from_arrays([frame["code"], day])).to_numpy(dtype=np.float64)
+def _row_names(bars: pd.DataFrame | MarketData, data: MarketData) -> np.ndarray:
+    """Each row's stock name as the bars give it (the ST limit follows the bar's own name)."""
+    if isinstance(bars, pd.DataFrame) and "stock_name" in bars.columns:
+        names = bars["stock_name"].astype(object).where(bars["stock_name"].notna(), "").astype(str)
+        values = names.to_numpy(dtype=object)
+        return values if data.row_order is None else values[data.row_order]
+    return np.array(data.names, dtype=object)[data.stream.col]
 
-    o, lo, hi, c = (frame[col].to_numpy() for col in ("open", "low", "high", "close"))
-    if tick_mode == "close":
-        prices = c[:, None].copy()
-    else:
-        rising = c >= o
-        prices = np.stack([o, np.where(rising, lo, hi), np.where(rising, hi, lo), c], axis=1)
-    k = prices.shape[1]
+
+def tick_table(data: MarketData, names: np.ndarray) -> TickTable:
+    """The replay feed's table of a market simulation: its traded rows only (a suspension gives no tick)."""
+    rows = data.stream
+    keep = rows.traded
+    group_of_row = np.repeat(np.arange(len(rows.start) - 1), np.diff(rows.start))[keep]
+    if not keep.any():
+        raise ValueError("the bars hold no traded bar (every row is a suspension)")
+    prices = tick_table_nb(rows.open, rows.high, rows.low, rows.close, rows.n_ticks)[keep]
     bar_close = np.zeros(prices.shape, dtype=bool)
     bar_close[:, -1] = True
-
-    bar_times = frame["t"].to_numpy(dtype="datetime64[us]")
-    start = _group_starts(bar_times)
-    group_times = bar_times[start[:-1]]
-    if daily:
-        clock_times = DAILY_TICK_TIMES if k == 4 else DAILY_TICK_TIMES[-1:]
-        offsets = np.array([t.hour * 3600 + t.minute * 60 + t.second for t in clock_times], dtype="timedelta64[s]")
-        stamps = bar_times + np.timedelta64(int(DAILY_STAMP.total_seconds()), "s")
-    else:
-        offsets = np.array(MINUTE_TICK_OFFSETS if k == 4 else (0,), dtype="timedelta64[s]")
-        stamps = bar_times
-    times = (group_times[:, None] + offsets[None, :]).astype("datetime64[us]")
+    groups, start_of_kept = np.unique(group_of_row, return_index=True)
+    times = data.tick_times()[groups]
     if times.size > 1 and not (np.diff(times.ravel()) > np.timedelta64(0, "us")).all():
         raise ValueError("minute bars must be at least one minute apart")
+    stamps = data.index.to_numpy(dtype="datetime64[us]")[rows.group_bar[group_of_row]]
     return TickTable(
-        codes=frame["code"].to_numpy(dtype=object),
-        names=frame["name"].to_numpy(dtype=object),
+        codes=data.row_codes()[keep],
+        names=names[keep],
         prices=prices,
         bar_close=bar_close,
-        prev_close=prev_close,
-        stamps=stamps.astype("datetime64[us]"),
+        prev_close=data.row_base()[keep],
+        stamps=stamps,
         times=times,
-        start=start,
+        start=np.append(start_of_kept, keep.sum()).astype(np.int64),
+        limits=data.row_limited()[keep],
     )
 
 
@@ -198,6 +180,7 @@ def journal_to_ticks(journal: pd.DataFrame) -> TickTable:
         stamps=frame["stamp"].to_numpy(dtype="datetime64[us]"),
         times=times[start[:-1]][:, None],
         start=start,
+        limits=frame["limits"].to_numpy(dtype=bool) if "limits" in frame.columns else np.ones(len(frame), dtype=bool),
     )
 
 
@@ -210,9 +193,17 @@ class ReplayFeed:
     (its stored progress), so every tick is handled once.
     """
 
-    def __init__(self, table: TickTable, *, clock: ReplayClock | None = None, bars: pd.DataFrame | None = None) -> None:
+    def __init__(
+        self,
+        table: TickTable,
+        *,
+        clock: ReplayClock | None = None,
+        bars: pd.DataFrame | None = None,
+        market: MarketData | None = None,
+    ) -> None:
         self.table = table
         self.bars = bars  # the source bars, for entry signals computed from them (MACD)
+        self.market = market  # their market simulation: entries, and the corporate actions of each day
         self.clock = clock if clock is not None else ReplayClock()
         self._lock = threading.Lock()
         self._next = 0
@@ -223,9 +214,20 @@ class ReplayFeed:
 
     @classmethod
     def from_bars(
-        cls, bars: pd.DataFrame, *, tick_mode: TickMode = "ohlc", clock: ReplayClock | None = None
+        cls,
+        bars: pd.DataFrame,
+        *,
+        tick_mode: TickMode = "ohlc",
+        clock: ReplayClock | None = None,
+        actions: pd.DataFrame | None = None,
+        instruments: pd.DataFrame | None = None,
     ) -> ReplayFeed:
-        return cls(bars_to_ticks(bars, tick_mode), clock=clock, bars=bars)
+        """Replay bars as the backtest sees them; ``actions`` (corporate actions) and ``instruments``
+        (listing dates) default to ``bars.attrs`` (the bar store's)."""
+        if tick_mode not in ("ohlc", "close"):
+            raise ValueError(f"tick_mode must be 'ohlc' or 'close', got {tick_mode!r}")
+        data = market_data(bars, actions=actions, instruments=instruments, ohlc=tick_mode == "ohlc")
+        return cls(tick_table(data, _row_names(bars, data)), clock=clock, bars=bars, market=data)
 
     @classmethod
     def from_journal(cls, path: str | Path, *, clock: ReplayClock | None = None) -> ReplayFeed:
@@ -241,6 +243,16 @@ class ReplayFeed:
     @property
     def n_rounds(self) -> int:
         return self.table.n_rounds
+
+    def actions_on(self, day: dt.date) -> list[tuple[str, float, float]]:
+        """The corporate actions the market simulation applies on ``day`` (each on the first day of the bars
+        on or after its ex-date): (stock_code, cash_dividend, bonus_ratio) rows, in code order."""
+        if self.market is None or self.market.actions.empty:
+            return []
+        actions = self.market.actions
+        on_day = actions[self.market.day_dates[actions["day"].to_numpy()] == np.datetime64(day, "D")]
+        return [(str(c), float(d), float(b)) for c, d, b in
+                zip(on_day["stock_code"], on_day["cash_dividend"], on_day["bonus_ratio"], strict=True)]
 
     @property
     def position(self) -> int:

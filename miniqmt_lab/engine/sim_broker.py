@@ -102,10 +102,17 @@ class SimBroker:
         self._orders: dict[str, _Order] = {}  # every order of the session, by id
         self._open: dict[str, _Order] = {}  # the resting ones: what a tick may fill and the close expires
 
-    def attach(self, clock: EngineClock, trades: pd.DataFrame, quotes: Mapping[str, Any] | None = None) -> None:
+    def attach(
+        self,
+        clock: EngineClock,
+        trades: pd.DataFrame,
+        quotes: Mapping[str, Any] | None = None,
+        events: pd.DataFrame | None = None,
+    ) -> None:
         """Follow the engine's clock and rebuild the ledger from its trades (``Store.ledger_frame``),
-        each with the fees it was charged; ``quotes`` (the engine's last known prices: ``price``,
-        ``prev_close``, ``name``, ``time``) are the venue's last prices until ticks come."""
+        each with the fees it was charged, and its corporate-action events (``Store.events_frame``) in time
+        order; ``quotes`` (the engine's last known prices: ``price``, ``prev_close``, ``name``, ``time``)
+        are the venue's last prices until ticks come."""
         with self._lock:
             self._clock = clock
             self._cash = float(self.settings.engine.simulation_balance)
@@ -115,11 +122,33 @@ class SimBroker:
             for code, q in (quotes or {}).items():
                 up, down = market.limit_prices(code, q.prev_close, q.name)
                 self._quotes[code] = _Quote(float(q.price), up, down, q.time)
+            actions = list(events.itertuples(index=False)) if events is not None else []
             for row in trades.itertuples(index=False):
+                while actions and actions[0].time <= row.time:  # an ex-date comes before the day's trades
+                    self._action_row(actions.pop(0))
                 self._roll_to(pd.Timestamp(row.time).date())
                 self._book(row.stock_code, Side(row.side), float(row.price), int(row.volume), str(row.rule),
                            float(row.commission))
+            for action in actions:
+                self._action_row(action)
             self._roll_to(self._now().date())
+
+    def corporate_action(self, code: str, new_shares: int, cash: float) -> None:
+        """An ex-date at the venue: ``new_shares`` bonus shares (available the next trading day) and ``cash``
+        yuan of dividend for the holding of ``code`` (the engine applies the kernel's transition to its book)."""
+        with self._lock:
+            self._roll_to(self._now().date())  # the ex-date's own roll first: the new shares wait for the next
+            self._corporate(code, new_shares, cash)
+
+    def _action_row(self, row: Any) -> None:
+        self._roll_to(pd.Timestamp(row.time).date())
+        self._corporate(str(row.stock_code), int(row.volume_after) - int(row.volume_before), float(row.cash))
+
+    def _corporate(self, code: str, new_shares: int, cash: float) -> None:
+        state = self._holdings.get(code)
+        if state is not None:
+            self._holdings[code] = state._replace(volume=state.volume + new_shares)
+        self._cash += cash
 
     # -- the ledger (call with the lock held) ------------------------------------------------------
 

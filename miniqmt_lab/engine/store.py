@@ -54,6 +54,19 @@ class StoredBook:
 
 
 @dataclass(frozen=True)
+class EventRow:
+    """A corporate action applied to a holding (``schema.EVENT_COLUMNS``)."""
+
+    time: dt.datetime
+    code: str
+    kind: str
+    volume_before: int
+    volume_after: int
+    cash: float
+    message: str
+
+
+@dataclass(frozen=True)
 class TradeRow:
     trade_id: str
     order_id: str
@@ -260,6 +273,28 @@ class Store:
                     (Outcome.EXECUTED.value, signal_outcome[1], signal_outcome[0]),
                 )
         return True
+
+    def save_event(self, event: EventRow, position: Position, cash: float, day: dt.date | None) -> bool:
+        """Record a corporate action with the holding and cash it leads to, in one transaction; False when
+        the event (stock, kind, time) is known already: it was applied before a restart."""
+        with self._transaction() as con:
+            cur = con.execute(
+                "INSERT OR IGNORE INTO events (time, stock_code, kind, volume_before, volume_after, cash, message)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (local_text(event.time), event.code, event.kind, int(event.volume_before), int(event.volume_after),
+                 float(event.cash), event.message),
+            )
+            if cur.rowcount != 1:
+                return False
+            self._write_book(con, [position], [], cash, day, None)
+        return True
+
+    def event_known(self, code: str, kind: str, time: dt.datetime) -> bool:
+        return bool(self._query("SELECT 1 FROM events WHERE stock_code = ? AND kind = ? AND time = ?",
+                                (code, kind, local_text(time))))
+
+    def events_frame(self) -> pd.DataFrame:
+        return records.events_frame(self._query)
 
     def save_quotes(self, quotes: Iterable[tuple[str, Quote]]) -> None:
         """The last price of each stock, so a restart values holdings at it (with its time), not at cost."""

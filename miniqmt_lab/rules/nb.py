@@ -10,6 +10,9 @@ Conventions
 * ``decide_nb`` returns ``(rule, volume, outcome)``. ``rule`` is the first rule whose condition
   holds (``RULE_NONE`` when none); ``volume`` is the order size, 0 when the fired rule comes out as
   no action, and then ``outcome`` says why. A fired rule with volume 0 still decides the tick.
+* Helpers that take the parameter tuples (arrays inside) are ``inline="always"``: a call across a numba
+  function boundary would reference-count those arrays on every tick. So are the rounding, fee and limit
+  helpers, so that their constants fold into the loops that call them.
 * Threshold comparisons carry a tolerance of ``EPS`` so that a price sitting exactly on a threshold
   (``9.25`` on a cost of ``10`` with a -7.5% stop) fires despite binary floating point.
 """
@@ -22,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from miniqmt_lab.schema import LOT, Blocked, Rule
+from miniqmt_lab.schema import Blocked, Rule
 
 EPS = 1e-9
 
@@ -83,6 +86,18 @@ class FeeParams(NamedTuple):
     transfer_fee_rate: float
 
 
+class LotRule(NamedTuple):
+    """A board's order sizes (rules.md): smallest buy, the step above it, smallest sell.
+
+    A sell smaller than ``min_sell`` or off the step is allowed only when it sells the whole available
+    remainder. Main boards and ChiNext (100, 100, 100), STAR (200, 1, 200), Beijing (100, 1, 100).
+    """
+
+    min_buy: int
+    step: int
+    min_sell: int
+
+
 class HoldingState(NamedTuple):
     volume: int
     available: int
@@ -98,14 +113,16 @@ def empty_holding_nb() -> HoldingState:
     return HoldingState(0, 0, 0.0, 0.0, 0.0, False, 0)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def round_half_up_nb(x: float, ndigits: int) -> float:
     """Round half up (away from zero for positives), robust to 0.005 stored as 0.00499999..."""
-    scale = 10.0**ndigits
+    scale = 1.0
+    for _ in range(ndigits):  # exact powers of ten, without a call to pow on every price
+        scale *= 10.0
     return math.floor(x * scale + 0.5 + EPS) / scale
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fee_parts_nb(amount: float, is_sell: bool, fees: FeeParams) -> tuple[float, float, float]:
     """(commission, stamp duty, transfer fee) of one order, each rounded to 0.01 yuan half up."""
     commission = round_half_up_nb(max(amount * fees.commission_rate, fees.min_commission), 2)
@@ -114,42 +131,64 @@ def fee_parts_nb(amount: float, is_sell: bool, fees: FeeParams) -> tuple[float, 
     return commission, stamp, transfer
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fees_nb(amount: float, is_sell: bool, fees: FeeParams) -> float:
     commission, stamp, transfer = fee_parts_nb(amount, is_sell, fees)
     return commission + stamp + transfer
 
 
-@njit(cache=True)
-def sellable_nb(volume: int, available: int) -> int:
-    """Shares a rule may sell: all of ``available`` when that empties the holding, else whole lots."""
+@njit(cache=True, inline="always")
+def partial_sell_nb(volume: int, available: int, fraction: float, lots: LotRule) -> int:
+    """Shares of a partial sell (the first take-profit): ``fraction`` of ``volume`` rounded down to the
+    board's step, raised to the board's minimum sell, capped at ``available`` (the whole remainder)."""
     if available <= 0:
         return 0
-    if available >= volume:
-        return volume
-    return (available // LOT) * LOT
+    v = int(math.floor(volume * fraction / lots.step + EPS)) * lots.step
+    if v < lots.min_sell:
+        v = lots.min_sell
+    return min(v, available)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _fits_position(v: int, volume: int, p: float, params: RuleParams) -> bool:
+    return (volume + v) * p <= params.max_position_value + EPS
+
+
+@njit(cache=True, inline="always")
+def _fits_cash(v: int, p: float, cash: float, fees: FeeParams) -> bool:
+    return v * p + fees_nb(v * p, False, fees) <= cash + EPS
+
+
+@njit(cache=True, inline="always")
 def size_buy_nb(
-    p: float, volume: int, cash: float, min_buy: int, params: RuleParams, fees: FeeParams
+    p: float, volume: int, cash: float, lots: LotRule, params: RuleParams, fees: FeeParams
 ) -> tuple[int, int]:
-    """Shares for an entry or grid buy and the outcome.
+    """Shares for an entry or grid buy and the outcome (rules.md, "Sizing a buy").
 
-    ``floor(position_unit / p / 100) * 100``, then lowered lot by lot until the holding stays within
-    ``max_position_value`` and the order plus fees within ``cash``; below ``min_buy`` it is 0.
+    ``position_unit / p`` rounded down to the board's step, then the largest size on that step that keeps
+    the holding within ``max_position_value`` and the order plus fees within ``cash``; below the board's
+    minimum buy it is 0. Both limits grow with the size, so the largest fitting size is found from an
+    estimate a step or two above it instead of lowering step by step (1-share steps on STAR and BJ).
     """
-    v = int(math.floor(params.position_unit / p / LOT + EPS)) * LOT
-    if v < min_buy:
+    step = lots.step
+    v = int(math.floor(params.position_unit / p / step + EPS)) * step
+    if v < lots.min_buy:
         return 0, OUT_ZERO_LOT
-    while v >= min_buy and (volume + v) * p > params.max_position_value + EPS:
-        v -= LOT
-    if v < min_buy:
-        return 0, OUT_MAX_POSITION
-    while v >= min_buy and v * p + fees_nb(v * p, False, fees) > cash + EPS:
-        v -= LOT
-    if v < min_buy:
-        return 0, OUT_NO_CASH
+    if not _fits_position(v, volume, p, params):
+        estimate = int(math.floor((params.max_position_value / p - volume) / step)) * step
+        v = min(v, estimate + step)
+        while v >= lots.min_buy and not _fits_position(v, volume, p, params):
+            v -= step
+        if v < lots.min_buy:
+            return 0, OUT_MAX_POSITION
+    if not _fits_cash(v, p, cash, fees):
+        per_share = p * (1.0 + fees.commission_rate + fees.transfer_fee_rate)
+        estimate = int(math.floor(cash / per_share / step)) * step
+        v = min(v, estimate + 2 * step)
+        while v >= lots.min_buy and not _fits_cash(v, p, cash, fees):
+            v -= step
+        if v < lots.min_buy:
+            return 0, OUT_NO_CASH
     return v, OUT_OK
 
 
@@ -163,7 +202,7 @@ def observe_price_nb(state: HoldingState, p: float) -> HoldingState:
     return state
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dynamic_exit_level_nb(high: float, cost: float, params: RuleParams) -> float:
     """Exit price of the dynamic take-profit for this high, NaN when no row of the table matches."""
     m = high / cost - 1.0
@@ -180,7 +219,7 @@ def stop_loss_price_nb(cost: float, params: RuleParams) -> float:
     return cost * (1.0 + params.stop_loss_ratio)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def grid_trigger_price_nb(state: HoldingState, params: RuleParams) -> float:
     """Price at or below which the next grid buy fires, NaN when the grid is off or exhausted."""
     if not params.grid_enabled or state.grid_k >= params.grid_levels.shape[0] or state.volume <= 0:
@@ -188,7 +227,34 @@ def grid_trigger_price_nb(state: HoldingState, params: RuleParams) -> float:
     return state.base_cost * params.grid_levels[state.grid_k]
 
 
-@njit(cache=True)
+QUIET_MARGIN = 1e-7  # ratio-space room between a quiet band and the thresholds, far above rounding error
+
+
+@njit(cache=True, inline="always")
+def quiet_band_nb(state: HoldingState, params: RuleParams) -> tuple[float, float]:
+    """(lo, hi) of a held stock: a tick ``p`` with ``lo < p < hi`` and ``p <= state.high`` fires no rule.
+
+    Each bound sits a margin inside the threshold of a rule, so ``decide_nb`` returns ``RULE_NONE`` there
+    whatever the rounding: above the stop loss, below the first take-profit (or, once it ran, above the
+    dynamic exit level of the unchanged high), above the next grid level. A loop may skip such a tick
+    without calling the rules; it changes nothing (the high does not move).
+    """
+    cost = state.cost
+    lo = cost * (1.0 + params.stop_loss_ratio + EPS + QUIET_MARGIN)
+    hi = np.inf
+    if not state.tp_done:
+        hi = cost * (1.0 + params.initial_take_profit_ratio - EPS - QUIET_MARGIN)
+    else:
+        level = dynamic_exit_level_nb(state.high, cost, params)
+        if not np.isnan(level):
+            lo = max(lo, level * (1.0 + QUIET_MARGIN) + EPS)
+    trigger = grid_trigger_price_nb(state, params)
+    if not np.isnan(trigger):
+        lo = max(lo, trigger * (1.0 + QUIET_MARGIN) + EPS)
+    return lo, hi
+
+
+@njit(cache=True, inline="always")
 def _sell_decision(rule: int, v: int, p: float, down_limit: float) -> tuple[int, int, int]:
     if v <= 0:
         return rule, 0, OUT_NOTHING_AVAILABLE
@@ -202,34 +268,35 @@ def decide_nb(
     state: HoldingState,
     p: float,
     cash: float,
-    min_buy: int,
+    lots: LotRule,
     up_limit: float,
     down_limit: float,
     params: RuleParams,
     fees: FeeParams,
 ) -> tuple[int, int, int]:
-    """Rules 1-4 on one tick of a held stock; first match wins. Returns (rule, volume, outcome)."""
+    """Rules 1-4 on one tick of a held stock; first match wins. Returns (rule, volume, outcome).
+
+    Sells of "all available" sell the whole available remainder (any size the board allows for it).
+    """
     if state.volume <= 0 or not (p > 0.0):
         return RULE_NONE, 0, OUT_OK
     high = max(state.high, p)
     r = p / state.cost - 1.0
+    available = max(state.available, 0)
     if r <= params.stop_loss_ratio + EPS:
-        return _sell_decision(RULE_STOP_LOSS, sellable_nb(state.volume, state.available), p, down_limit)
+        return _sell_decision(RULE_STOP_LOSS, available, p, down_limit)
     if not state.tp_done and r >= params.initial_take_profit_ratio - EPS:
-        v = int(math.floor(state.volume * params.initial_take_profit_fraction / LOT + EPS)) * LOT
-        v = min(v, sellable_nb(state.volume, state.available))
-        if v <= 0:
-            v = sellable_nb(state.volume, state.available)
+        v = partial_sell_nb(state.volume, available, params.initial_take_profit_fraction, lots)
         return _sell_decision(RULE_TP_INITIAL, v, p, down_limit)
     if state.tp_done:
         level = dynamic_exit_level_nb(high, state.cost, params)
         if not np.isnan(level) and p <= level + EPS:
-            return _sell_decision(RULE_TP_DYNAMIC, sellable_nb(state.volume, state.available), p, down_limit)
+            return _sell_decision(RULE_TP_DYNAMIC, available, p, down_limit)
     trigger = grid_trigger_price_nb(state, params)
     if not np.isnan(trigger) and p <= trigger + EPS:
         if p >= up_limit - EPS:
             return RULE_GRID_BUY, 0, OUT_PRICE_LIMIT
-        v, outcome = size_buy_nb(p, state.volume, cash, min_buy, params, fees)
+        v, outcome = size_buy_nb(p, state.volume, cash, lots, params, fees)
         return RULE_GRID_BUY, v, outcome
     return RULE_NONE, 0, OUT_OK
 
@@ -239,7 +306,7 @@ def decide_entry_nb(
     state: HoldingState,
     p: float,
     cash: float,
-    min_buy: int,
+    lots: LotRule,
     up_limit: float,
     params: RuleParams,
     fees: FeeParams,
@@ -249,7 +316,7 @@ def decide_entry_nb(
         return RULE_NONE, 0, OUT_OK
     if p >= up_limit - EPS:
         return RULE_ENTRY, 0, OUT_PRICE_LIMIT
-    v, outcome = size_buy_nb(p, 0, cash, min_buy, params, fees)
+    v, outcome = size_buy_nb(p, 0, cash, lots, params, fees)
     return RULE_ENTRY, v, outcome
 
 
@@ -337,6 +404,33 @@ def ex_rights_price_nb(
 
 
 @njit(cache=True)
+def apply_action_nb(
+    state: HoldingState, cash: float, cash_dividend: float, bonus_ratio: float
+) -> tuple[HoldingState, float, int]:
+    """A holding on its ex-date, before the day's first tick (rules.md, "Corporate actions").
+
+    Returns (new state, new cash, new shares): ``floor(volume * bonus_ratio)`` bonus shares (not available
+    until the next trading day), ``cash_dividend * volume`` yuan, and ``cost``, ``base_cost`` and ``high``
+    each ``(x - cash_dividend) / (1 + bonus_ratio)`` so that every rule's level carries across the
+    ex-date. Rights are not subscribed: they change only the base price (``ex_rights_price_nb``).
+    """
+    if state.volume <= 0:
+        return state, cash, 0
+    bonus = int(math.floor(state.volume * bonus_ratio + EPS))
+    factor = 1.0 + bonus_ratio
+    new_state = HoldingState(
+        state.volume + bonus,
+        state.available,
+        (state.cost - cash_dividend) / factor,
+        (state.base_cost - cash_dividend) / factor,
+        (state.high - cash_dividend) / factor,
+        state.tp_done,
+        state.grid_k,
+    )
+    return new_state, cash + cash_dividend * state.volume, bonus
+
+
+@njit(cache=True, inline="always")
 def limit_prices_nb(prev_close: float, width: float) -> tuple[float, float]:
     """(up-limit, down-limit) from the previous close; NaN for a stock's first day."""
     if not (prev_close > 0.0):

@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 PUBLIC_PATHS = frozenset({"/", "/api/ping", "/favicon.ico"})
 DOCS_PATHS = frozenset({"/docs", "/openapi.json"})
+STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 SNAPSHOT_MAX_AGE = 0.25  # seconds a status reply is reused while the version stands still (heartbeats age)
 SNAPSHOT_MIN_AGE = 0.1  # seconds a status reply is reused even when the version moved: a busy engine moves it
 # on every tick, and rebuilding per request would queue twenty pollers behind one another (a control call
@@ -338,7 +339,8 @@ def create_app(engine: Engine, *, token: str, audit: AuditLog, epoch: str | None
 
     @api.post("/trading_state", response_model=Done)
     def trading_state(body: TradingStateChange) -> dict[str, Any]:
-        if body.state is not TradingState.HALTED:
+        # a tighter state acts at once (a kill switch that waits is no kill switch); loosening one asks
+        if STRICTNESS[body.state] < STRICTNESS[TradingState(engine.snapshot().trading_state)]:
             service.confirm_live(body, f"trading state {body.state.value}")
         engine.set_trading_state(body.state, body.reason, by="web")
         return service.done()
