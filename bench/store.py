@@ -128,6 +128,7 @@ def main() -> dict[str, Any]:
         "rows": rows,
         "query_s": query_s,
         "query_best_s": min(query_times),
+        "query_runs_s": query_times,
         "query_cpu_s": statistics.median(query_cpu),
         "baseline_cpu_s": statistics.median(base_cpu),
         "target_s": TARGET_S,
