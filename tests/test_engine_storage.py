@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_support import GatedFeed, close_bars, fast_settings, run_replay, wait_for
+from engine_support import GatedFeed, close_bars, fast_settings, holdings_from_trades, run_replay, wait_for
 
 from miniqmt_lab import cli
 from miniqmt_lab.engine import Engine, ReplayFeed
@@ -162,11 +162,18 @@ def test_a_full_disk_halts_trading_stops_cleanly_and_loses_nothing_written(tmp_p
         assert result["restarts"] < 10  # no restart storm
         subprocess.run(["mount", "-o", "remount,size=50m", str(disk)], check=True)
         settings = fast_settings(tmp_path, data_dir=str(disk / "data"))
-        again = Engine(settings)  # the book is consistent with the trades that were written
+        again = Engine(settings)  # the stored book is consistent with the trades that were written
         ledger = again.store.ledger_frame()
-        snap = again.snapshot()
         assert len(ledger) > 0
-        assert snap.cash == pytest.approx(ledger["cash_after"].iloc[-1])
+        assert again.snapshot().cash == pytest.approx(ledger["cash_after"].iloc[-1])
+        again.start()  # fills kept in a side file (the temp folder when the disk was full) are written now
+        again.stop()
+        trades = again.trades()
+        signed = (trades["amount"] * (trades["side"] == "SELL") - trades["amount"] * (trades["side"] == "BUY"))
+        expected_cash = settings.engine.simulation_balance + (signed - trades["commission"]).sum()
+        assert again.snapshot().cash == pytest.approx(expected_cash)
+        held = again.positions().set_index("stock_code")["volume"].to_dict()
+        assert held == holdings_from_trades(trades)
     finally:
         _umount(disk)
 

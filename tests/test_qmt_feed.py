@@ -411,3 +411,12 @@ def test_refresh_history_brings_the_last_days_into_the_store(qmt, feed, tmp_path
     stored = store.bars.query([SPDB], freq="1d")
     assert stored["date"].max() <= pd.Timestamp(at(10, 0).date()) and len(stored) > 0
     assert qmt.xtdata.calls[0] == "download_history_data2"
+
+
+def test_actions_on_a_day_are_those_of_the_watched_stocks(qmt, feed):
+    qmt.market.add_action(SPDB, "2024-03-05", interest=0.3, stock_bonus=0.2, stock_gift=0.2)
+    qmt.market.add_action(PINGAN, "2024-03-05", interest=0.1)
+    assert feed.actions_on(dt.date(2024, 3, 5)) == []  # nothing watched yet
+    feed.watch([SPDB])
+    assert feed.actions_on(dt.date(2024, 3, 5)) == [(SPDB, 0.3, 0.4)]
+    assert feed.actions_on(dt.date(2024, 3, 6)) == []

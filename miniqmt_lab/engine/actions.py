@@ -28,13 +28,20 @@ log = logging.getLogger(__name__)
 EX_RIGHTS = "ex_rights"
 
 
-def apply_day_actions(ctx: RunContext, day: dt.date) -> int:
-    """Apply the feed's corporate actions of ``day`` to the holdings; returns how many were applied."""
+def apply_day_actions(ctx: RunContext, day: dt.date) -> int | None:
+    """Apply the feed's corporate actions of ``day`` to the holdings; returns how many were applied, or
+    None when the feed could not say (a live data source away): the monitor asks again next round."""
     source = getattr(ctx.feed, "actions_on", None)
     if not callable(source):
         return 0
+    try:
+        rows = ctx.feed_calls.call("feed.actions_on", source, day)
+    except Exception as exc:  # the feed's own worker and timeout: a hung data source never holds the monitor
+        ctx.issue("corporate_actions", "", f"the corporate actions of {day} could not be read ({exc});"
+                                           " asked again with the next round")
+        return None
     applied = 0
-    for code, cash_dividend, bonus_ratio in source(day):
+    for code, cash_dividend, bonus_ratio in rows:
         if _apply(ctx, day, str(code), float(cash_dividend), float(bonus_ratio)):
             applied += 1
     return applied

@@ -116,6 +116,8 @@ class BrokerEvents:
     def apply_fill(self, fill: Fill) -> None:
         ctx = self.ctx
         book = ctx.book
+        if ctx.fills:
+            self.store_kept_fills()  # fills reach the database in the order they came, or not at all
         order = self._match(fill.signal_id, fill.order_id)
         rule_name = fill.rule or (RULE_NAMES[order.rule] if order is not None else "manual")
         code = fill.code
@@ -142,18 +144,27 @@ class BrokerEvents:
                 fill.trade_id, fill.order_id, fill.time, code, fill.side.value, fill.price, fill.volume, fill.amount,
                 fill.commission, rule_name, fill.signal_id, result.realised, result.cash,
             )
-            # the dirty holdings go with the fill, so the stored book always matches the stored progress
-            changed, closed = book.take_dirty()
-            try:
-                saved = self._save_fill(trade, result, changed, closed, progress, book.day)
-            except StorageError as exc:
-                saved = True  # the fill happened: the book shows it, the keeper holds it for the database
-                book.dirty.update([*(p.code for p in changed), *closed, code])
-                ctx.fills.keep(trade)
-                ctx.halt(f"fill {fill.trade_id} of {code} could not be stored ({exc}); it is kept in"
-                         f" {ctx.fills.path} and written when the database takes writes again")
+            if ctx.fills:
+                # earlier fills still wait for the database: this one waits behind them, so the stored book
+                # always matches the stored trades (a restart then applies the kept ones in order)
+                saved = not ctx.store_knows(fill.trade_id)
+                if saved:
+                    book.dirty.add(code)
+                    ctx.fills.keep(trade)
+            else:
+                # the dirty holdings go with the fill, so the stored book always matches the stored progress
+                changed, closed = book.take_dirty()
+                try:
+                    saved = self._save_fill(trade, result, changed, closed, progress, book.day)
+                except StorageError as exc:
+                    saved = True  # the fill happened: the book shows it, the keeper holds it for the database
+                    book.dirty.update([*(p.code for p in changed), *closed, code])
+                    ctx.fills.keep(trade)
+                    ctx.halt(f"fill {fill.trade_id} of {code} could not be stored ({exc}); it is kept in"
+                             f" {ctx.fills.path} and written when the database takes writes again")
+                if not saved:
+                    book.dirty.update([*(p.code for p in changed), *closed])
             if not saved:
-                book.dirty.update([*(p.code for p in changed), *closed])
                 log.warning("fill %s was recorded already: ignored", fill.trade_id)
                 return
             book.apply(code, result)

@@ -129,6 +129,15 @@ class RunContext:
             return math.nan, math.nan
         return self.band(code, base, name, limits)
 
+    def store_knows(self, trade_id: str) -> bool:
+        """The trade is in the database or already kept for it (a broker repeating a fill)."""
+        if any(t.trade_id == trade_id for t in self.fills.pending()):
+            return True
+        try:
+            return self.store.trade_known(trade_id)
+        except Exception:  # the database is the problem: the keeper's own ids decide
+            return False
+
     # -- problems -----------------------------------------------------------------------------------
 
     def issue(self, kind: str, code: str, message: str) -> None:

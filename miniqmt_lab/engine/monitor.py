@@ -89,9 +89,10 @@ class Monitor:
             return False
         day = market.to_shanghai(rnd.time).date()
         book.roll_day(day)
-        if day != self._actions_day:  # ex-dates before the day's first tick, after the T+1 roll
+        # ex-dates before the day's first tick, after the T+1 roll; an action stored before a restart is not
+        # applied again, and a day whose actions could not be read is asked again with the next round
+        if day != self._actions_day and apply_day_actions(ctx, day) is not None:
             self._actions_day = day
-            apply_day_actions(ctx, day)  # an action stored before a restart is not applied again
         journal_rows = []
         texts: dict[dt.datetime, str] = {}  # the ticks of a round share one or two times
         for tick in sorted(rnd.ticks, key=lambda t: str(t.code)):

@@ -124,6 +124,8 @@ class Trader:
         saved as they come)."""
         ctx = self.ctx
         book = ctx.book
+        if ctx.fills:
+            return  # the book shows fills the database has not: it is saved with them (store_kept_fills)
         with book.lock:
             quotes = book.take_dirty_quotes()
             saved = (book.cash, book.day, book.progress)

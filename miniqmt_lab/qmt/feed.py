@@ -171,6 +171,18 @@ class QmtFeed:
             day += dt.timedelta(days=1)
         return out
 
+    def actions_on(self, day: dt.date) -> list[tuple[str, float, float]]:
+        """The engine's question before a day's first tick: (stock_code, cash_dividend, bonus_ratio) of the
+        watched stocks whose ex-date is ``day`` (rights change only the base price, which the client's
+        previous close already carries)."""
+        with self._lock:
+            codes = self._codes
+        if not codes:
+            return []
+        frame = self.corporate_actions(codes, day)
+        return [(str(c), float(d), float(b)) for c, d, b in
+                zip(frame["stock_code"], frame["cash_dividend"], frame["bonus_ratio"], strict=True)]
+
     def corporate_actions(self, codes: str | Iterable[str], day: Any) -> pd.DataFrame:
         """``ACTION_COLUMNS`` rows of ``codes`` whose ex-date is ``day``: what the live engine applies
         to its holdings before that day's open. The client must have the day's data (its history
