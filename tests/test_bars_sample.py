@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -117,12 +116,10 @@ def test_minute_sample_aggregates_to_daily() -> None:
     ).all()
 
 
-def test_sample_is_fast_enough_for_the_benchmark() -> None:
-    sample_bars(n_stocks=5, n_days=5)  # calendar loaded once
-    started = time.perf_counter()
+def test_sample_has_the_benchmarks_shape() -> None:
+    # its speed is measured by bench/backtest.py, not asserted here (a loaded machine would fail a timing)
     bars = sample_bars(n_stocks=500, n_days=1000)
-    assert time.perf_counter() - started < 1.0
-    assert bars["stock_code"].nunique() == 500
+    assert bars["stock_code"].nunique() == 500 and bars["date"].nunique() == 1000
 
 
 def test_default_store_fills_an_empty_store_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -606,7 +606,8 @@ def test_a_restarted_client_gets_a_fresh_trader_with_a_new_session_id(broker, qm
     status = broker.status()
     assert status.connected and status.details["renewals"] == 1
     assert broker.session_id != 4242 and qmt.sessions[-1] == broker.session_id
-    assert [t.session for t in qmt.traders] == [broker.session_id]  # the stale one stopped and dropped
+    # the stale one is stopped and dropped on its own host thread, shortly after
+    wait_until(lambda: [t.session for t in qmt.traders] == [broker.session_id], timeout=3 * TIMEOUT)
 
     qmt.market.set_price(CODE, 9.4)  # pushes reach the new trader
     events = collect(broker, final_update(resting))
