@@ -13,9 +13,6 @@ Writes ``bench/results/analytics.json``.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -24,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from common import finish, machine
 from whole_market import N_DAYS, N_STOCKS, SEED, whole_market_bars
 
 RESULTS = Path(__file__).resolve().parent / "results" / "analytics.json"
@@ -80,8 +78,7 @@ def main() -> dict[str, Any]:
     vectorbt_stats_s = timed(lambda r: r.portfolio.stats(settings=settings), fresh, 3)
     ours, theirs = result.stats(), fresh().portfolio.stats(settings=settings)
     return {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg(),
-                    "vectorbt": sys.modules["vectorbt"].__version__, "pandas": pd.__version__},
+        "machine": machine(vectorbt=sys.modules["vectorbt"].__version__, pandas=pd.__version__),
         "data": {"stocks": N_STOCKS, "days": N_DAYS, "seed": SEED, "orders": len(result.output.records)},
         "summary_s": summary_s,
         "summary_target_s": SUMMARY_TARGET_S,
@@ -125,10 +122,4 @@ def report(f: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    started = time.perf_counter()
-    figures = main()
-    figures["bench_seconds"] = time.perf_counter() - started
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    print(report(figures))
-    print(f"({figures['bench_seconds']:.0f} s; figures in {RESULTS})")
+    finish(main, report, RESULTS)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from common import finish, machine
 
 N_STOCKS, N_DAYS, SEED = 500, 1000, 7
 SUBSET_STOCKS, SUBSET_DAYS = 50, 250
@@ -138,7 +138,7 @@ def main() -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bare_loop import bare_loop_nb
 
-    figures: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    figures: dict[str, Any] = {"machine": machine(),
                                "data": {"stocks": N_STOCKS, "days": N_DAYS, "seed": SEED}}
     bars = store_like_bars()
     data = prepare_bars(bars)
@@ -293,10 +293,4 @@ def report(f: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    started = time.perf_counter()
-    figures = main()
-    figures["bench_seconds"] = time.perf_counter() - started
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    print(report(figures))
-    print(f"({figures['bench_seconds']:.0f} s; figures in {RESULTS})")
+    finish(main, report, RESULTS)

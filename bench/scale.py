@@ -20,13 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 from typing import Any
+
+from common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
 CASES = {
@@ -134,7 +135,7 @@ def main() -> None:
     cases = dict(previous.get("cases", {}))
     for name in [args.only] if args.only else list(CASES):
         cases[name] = probe(CASES[name])
-    figures = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "cases": cases,
+    figures = {"machine": machine(), "cases": cases,
                "bench_seconds": time.perf_counter() - started}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")

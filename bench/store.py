@@ -18,11 +18,8 @@ Run: ``python bench/store.py`` (about a minute). Figures go to ``bench/results/s
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from common import finish, machine
 
 from miniqmt_lab.bars import BarStore, sample_bars
 
@@ -87,8 +85,7 @@ def main() -> dict[str, Any]:
     import duckdb
 
     figures: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "duckdb": duckdb.__version__,
-                    "pandas": pd.__version__},
+        "machine": machine(duckdb=duckdb.__version__, pandas=pd.__version__),
         "data": {"stocks": N_STOCKS, "days": N_DAYS, "seed": SEED},
     }
     with tempfile.TemporaryDirectory() as folder:
@@ -169,10 +166,4 @@ def report(f: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    started = time.perf_counter()
-    figures = main()
-    figures["bench_seconds"] = time.perf_counter() - started
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    print(report(figures))
-    print(f"({figures['bench_seconds']:.0f} s; figures in {RESULTS})", file=sys.stderr)
+    finish(main, report, RESULTS)

@@ -14,15 +14,14 @@ is more machines (``dask worker tcp://...`` on each). Writes ``bench/results/swe
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from common import finish, machine
 from whole_market import N_DAYS, N_STOCKS, SEED, whole_market_bars
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sweep_dask.json"
@@ -59,7 +58,7 @@ def main() -> dict[str, Any]:
         pd.testing.assert_frame_equal(other.table, on_threads.table)
         pd.testing.assert_frame_equal(other.equity, on_threads.equity)
     return {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average": os.getloadavg()},
+        "machine": machine(),
         "data": {"stocks": N_STOCKS, "days": N_DAYS, "seed": SEED, "combinations": n_combos, "workers": workers},
         "threads_s": threads_s,
         "dask_local_cluster_s": dask_s,
@@ -91,10 +90,4 @@ def report(f: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    started = time.perf_counter()
-    figures = main()
-    figures["bench_seconds"] = time.perf_counter() - started
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    print(report(figures))
-    print(f"({figures['bench_seconds']:.0f} s; figures in {RESULTS})")
+    finish(main, report, RESULTS)

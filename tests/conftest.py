@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+
 import pytest
 
 from miniqmt_lab import market
+
+
+@pytest.fixture(autouse=True, scope="session")
+def scratch_temp_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """What the product writes to the temp folder (a kept fill's fallback file, say) goes to this
+    run's own scratch folder, never to the machine's /tmp."""
+    before = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("temp"))
+    yield
+    tempfile.tempdir = before
 
 
 @pytest.fixture

@@ -68,6 +68,8 @@ def test_codes_normalised_with_board(raw, code, board):
         ("SH600000.SH", "expected six digits"),
         ("", "expected six digits"),
         ("abcdef", "expected six digits"),
+        ("600\u0660\u0660\u0660.SH", "expected six digits"),  # Arabic-Indic zeros are digits to str.isdigit, not codes
+        ("\uff16\uff10\uff10000.SH", "expected six digits"),  # full-width digits (a CJK input method)
         (600000, "must be a string"),
         (None, "must be a string"),
     ],

@@ -45,7 +45,7 @@ _UNIT_SCALE = {"股": 1.0, "shares": 1.0, "手": 100.0, "lots": 100.0,
                "元": 1.0, "千元": 1e3, "万元": 1e4, "亿元": 1e8}
 _UNIT_IN_HEADER = re.compile(r"^(.*?)\s*[(（]\s*(.*?)\s*[)）]\s*$")
 _FILE_CODE = re.compile(
-    r"(?i)(?<![0-9a-z])(?:(sh|sz|bj)[#._-]?)?(\d{6})(?:[._-]?(sh|sz|bj|xshg|xshe))?(?![0-9a-z])"
+    r"(?i)(?<![0-9a-z])(?:(sh|sz|bj)[#._-]?)?([0-9]{6})(?:[._-]?(sh|sz|bj|xshg|xshe))?(?![0-9a-z])"
 )
 _EXCHANGE_OF_SUFFIX = {"XSHG": "SH", "XSHE": "SZ"}
 _BAR_FILE_SUFFIXES = (".csv", ".txt", ".parquet")

@@ -80,7 +80,7 @@ def skip_reason(exc: InvalidStockCode, raw: str) -> str:
     if isinstance(kind, str) and kind:
         return kind
     message = str(exc).replace(repr(raw), "<code>").replace(raw, "<code>")
-    return re.sub(r"\b\d{6}\b", "<code>", message)
+    return re.sub(r"\b[0-9]{6}\b", "<code>", message)
 
 
 def normalize_codes(
@@ -124,11 +124,13 @@ def normalize_codes(
 
 # -- dates ----------------------------------------------------------------------------------------------
 
-_TIME = r"(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?"
-_YEAR_FIRST = re.compile(rf"^(\d{{4}})[-/.年](\d{{1,2}})[-/.月](\d{{1,2}})日?{_TIME}(Z|[+-]\d{{2}}:?\d{{2}})?$")
-_YEAR_LAST = re.compile(rf"^(\d{{1,2}})([-/.])(\d{{1,2}})\2(\d{{4}}){_TIME}$")
+_TIME = r"(?:[ T]([0-9]{1,2}):([0-9]{2})(?::([0-9]{2})(\.[0-9]+)?)?)?"
+_YEAR_FIRST = re.compile(
+    rf"^([0-9]{{4}})[-/.年]([0-9]{{1,2}})[-/.月]([0-9]{{1,2}})日?{_TIME}(Z|[+-][0-9]{{2}}:?[0-9]{{2}})?$"
+)
+_YEAR_LAST = re.compile(rf"^([0-9]{{1,2}})([-/.])([0-9]{{1,2}})\2([0-9]{{4}}){_TIME}$")
 _COMPACT = {8: "%Y%m%d", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
-_ZONE = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
+_ZONE = re.compile(r"(?:Z|[+-][0-9]{2}:?[0-9]{2})$")
 
 
 def _iso(year: str, month: str, day: str, hour: str | None, minute: str | None, second: str | None,

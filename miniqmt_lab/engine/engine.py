@@ -137,7 +137,7 @@ class Engine:
             calls.close()
             feed_calls.close()
             raise
-        trader = Trader(
+        trader = Trader(RunContext(
             self.settings,
             broker=self.broker,
             feed=self.feed,
@@ -147,7 +147,7 @@ class Engine:
             calls=calls,
             feed_calls=feed_calls,
             on_change=self._bump,
-        )
+        ))
         try:
             trader.restore()
         except BaseException:

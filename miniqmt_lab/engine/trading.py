@@ -22,20 +22,14 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
 
 from miniqmt_lab import market
-from miniqmt_lab.config import Settings
 from miniqmt_lab.engine.book import PendingOrder, PositionBook
 from miniqmt_lab.engine.broker_events import EVENTS_WAIT, BrokerEvents
 from miniqmt_lab.engine.context import MonitorStats, RunContext
-from miniqmt_lab.engine.entries import EntrySource
 from miniqmt_lab.engine.execution import Execution
 from miniqmt_lab.engine.fill_keeper import as_fill
 from miniqmt_lab.engine.monitor import Monitor
-from miniqmt_lab.engine.store import Store
-from miniqmt_lab.engine.threads import CallRunner
-from miniqmt_lab.protocols import Broker, EngineClock, Feed
 from miniqmt_lab.schema import BrokerOrder, OrderStatus, Outcome, TradingState
 
 log = logging.getLogger(__name__)
@@ -46,24 +40,9 @@ UNKNOWN_LOOKUPS = 3  # order lists without an unknown order before it counts as 
 class Trader:
     """One run's context and roles: ``ctx``, ``monitor``, ``execution``, ``broker_events``."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        broker: Broker,
-        feed: Feed,
-        clock: EngineClock,
-        store: Store,
-        entries: EntrySource | None,
-        calls: CallRunner,
-        feed_calls: CallRunner,
-        on_change: Callable[[], None],
-    ) -> None:
-        self.ctx = RunContext(
-            settings, broker=broker, feed=feed, clock=clock, store=store, entries=entries, calls=calls,
-            feed_calls=feed_calls, on_change=on_change,
-        )
-        store.on_failure = self._storage_failed
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        ctx.store.on_failure = self._storage_failed
         self.monitor = Monitor(self.ctx, before_round=self.sync_broker_if_due)
         self.execution = Execution(self.ctx)
         self.broker_events = BrokerEvents(self.ctx)

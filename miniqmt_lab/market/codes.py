@@ -30,7 +30,7 @@ _EXCHANGE_ALIASES = {
     "BJ": "BJ", "BSE": "BJ", "XBSE": "BJ", "BJSE": "BJ",
 }
 _ALIAS = "|".join(sorted(_EXCHANGE_ALIASES, key=len, reverse=True))
-_CODE_RE = re.compile(rf"^(?:({_ALIAS})\.?)?(\d{{6}})(?:\.({_ALIAS}))?$")
+_CODE_RE = re.compile(rf"^(?:({_ALIAS})\.?)?([0-9]{{6}})(?:\.({_ALIAS}))?$")  # ASCII digits only
 
 _STOCK_PREFIXES: dict[str, tuple[tuple[tuple[str, ...], Board], ...]] = {
     "SH": ((("600", "601", "603", "605"), Board.SH_MAIN), (("688", "689"), Board.STAR)),
