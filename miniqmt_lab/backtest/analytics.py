@@ -22,7 +22,7 @@ from miniqmt_lab.backtest.prepare import BARS_PER_YEAR, BarData
 if TYPE_CHECKING:
     import vectorbt as vbt
 
-    from miniqmt_lab.backtest.core import BacktestResult
+    from miniqmt_lab.backtest.nb import SimOutput
 
 BAR_DURATION = {"1d": pd.Timedelta(days=1), "1m": pd.Timedelta(minutes=1)}
 """One bar of each bar frequency as a Timedelta (vectorbt's ``freq``; no string for pandas to parse)."""
@@ -99,8 +99,10 @@ def build_portfolio(records: np.ndarray, bars: BarData, init_cash: float) -> vbt
     )
 
 
-def portfolio_stats(result: BacktestResult, **kwargs: Any) -> pd.Series:
-    """vectorbt's ``result.portfolio.stats(**kwargs)`` of the shared-cash group, from the loop's group series.
+def portfolio_stats(
+    portfolio: vbt.Portfolio, bars: BarData, output: SimOutput, init_cash: float, summary: pd.Series, **kwargs: Any
+) -> pd.Series:
+    """vectorbt's ``portfolio.stats(**kwargs)`` of the shared-cash group, from the loop's group series.
 
     The group's value, returns, drawdowns, gross exposure and buy-and-hold benchmark are handed to
     vectorbt through its stats settings (equal to vectorbt's own numbers to rounding); with
@@ -109,15 +111,14 @@ def portfolio_stats(result: BacktestResult, **kwargs: Any) -> pd.Series:
     ``group_by`` are given, the stats end with the summary's position counts and why they differ
     from vectorbt's trades (:data:`STATS_POSITION_ROWS`).
     """
-    settings = {"year_freq": year_freq(result.bars), **kwargs.pop("settings", {})}
+    settings = {"year_freq": year_freq(bars), **kwargs.pop("settings", {})}
     group_level = kwargs.get("group_by") is None and kwargs.get("column") in (None, "group")
     if group_level and not _OWN_SERIES_SETTINGS & settings.keys():
-        own = group_series(result.bars, result.output.equity[:, 0], result.output.records, result.init_cash, settings)
+        own = group_series(bars, output.equity[:, 0], output.records, init_cash, settings)
         settings = {**own, **settings}
-    stats = result.portfolio.stats(settings=settings, **kwargs)
+    stats = portfolio.stats(settings=settings, **kwargs)
     if not group_level or kwargs.get("metrics") is not None or kwargs.get("tags") is not None:
         return stats
-    summary = result.summary
     positions = [int(summary["trades"]), 100.0 * summary["win_rate"], POSITIONS_NOTE]
     rows = pd.Series(positions, index=list(STATS_POSITION_ROWS), dtype=object)
     return pd.concat([stats.astype(object), rows]).rename(stats.name)

@@ -174,7 +174,7 @@ class BacktestResult:
         from vectorbt's trades. ``kwargs`` go to ``vbt.Portfolio.stats``; see
         :func:`~miniqmt_lab.backtest.analytics.portfolio_stats`.
         """
-        return portfolio_stats(self, **kwargs)
+        return portfolio_stats(self.portfolio, self.bars, self.output, self.init_cash, self.summary, **kwargs)
 
     def plot_equity(self) -> go.Figure:
         from miniqmt_lab.backtest.plots import equity_figure
