@@ -372,6 +372,59 @@ def test_a_fill_left_in_the_side_file_is_written_at_the_next_start(tmp_path):
     assert not side_file.exists()
 
 
+def test_a_book_save_racing_a_kept_fill_never_stores_the_fills_cash(tmp_path):
+    # the sync thread's backstop save waits for the book's lock while the events thread keeps a fill the
+    # database refused and applies it to the book: the save must then see the kept fill and write nothing
+    from miniqmt_lab.engine.store import TradeRow
+
+    engine = Engine(fast_settings(tmp_path))
+    trader, book = engine.trader, engine.trader.book
+    stored_cash = engine.store.load(0.0).cash
+    real_lock, at_lock = book.lock, threading.Event()
+
+    class WatchedLock:  # says when the save reaches the book's lock
+        def __enter__(self):
+            at_lock.set()
+            return real_lock.__enter__()
+
+        def __exit__(self, *exc):
+            return real_lock.__exit__(*exc)
+
+    saving = threading.Thread(target=trader.flush)
+    with real_lock:
+        book.lock = WatchedLock()
+        saving.start()
+        assert at_lock.wait(5)  # the save is at the lock, past anything it looked at before taking it
+        kept = TradeRow("T-kept", "O-kept", dt.datetime(2024, 1, 2, 10), CODE, "BUY", 10.0, 1000, 10000.0, 5.0,
+                        "manual", "", 0.0, stored_cash - 10005.0)
+        trader.ctx.fills.keep(kept)
+        book.cash = kept.cash_after
+        book.dirty.add(CODE)
+    saving.join(5)
+    assert engine.store.load(0.0).cash == stored_cash  # the database's book still matches its trades
+    assert engine.store.ledger_frame().empty
+
+
+def test_corporate_actions_wait_while_fills_are_kept(tmp_path):
+    from miniqmt_lab.engine.actions import apply_day_actions
+    from miniqmt_lab.engine.store import TradeRow
+
+    class ActionFeed(GatedFeed):
+        def actions_on(self, day):
+            return [(CODE, 0.5, 0.0)]
+
+    engine = Engine(fast_settings(tmp_path), feed=ActionFeed(ReplayFeed.from_bars(close_bars({CODE: [10.0]}))))
+    ctx = engine.trader.ctx
+    ctx.fills.keep(TradeRow("T-kept", "O-kept", dt.datetime(2024, 1, 2, 10), CODE, "BUY", 10.0, 1000, 10000.0, 5.0,
+                            "manual", "", 0.0, 0.0))
+    try:
+        assert apply_day_actions(ctx, dt.date(2024, 1, 3)) is None  # asked again with the next round
+        assert "wait until the kept fills are written" in engine.issues()["message"].iloc[-1]
+    finally:
+        engine.trader.ctx.calls.close()
+        engine.trader.ctx.feed_calls.close()
+
+
 # -- one failure takes nothing else down ---------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -155,7 +156,9 @@ def test_a_full_disk_halts_trading_stops_cleanly_and_loses_nothing_written(tmp_p
     _mount_tmpfs(disk, "600k")
     try:
         proc = subprocess.run([sys.executable, "-c", PROBE, str(disk / "data")], cwd=REPO, capture_output=True,
-                              text=True, timeout=150, env={**os.environ, "PYTHONPATH": str(REPO)})
+                              text=True, timeout=150,
+                              # a fill kept while the disk is full goes to the temp folder this test's engine reads
+                              env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": tempfile.gettempdir()})
         assert proc.returncode == 0, proc.stderr[-3000:]
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         assert result["state"] == "halted" and "storage failure" in result["reason"]

@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 EX_RIGHTS = "ex_rights"
 
 
+class ActionDeferred(Exception):
+    """A fill was kept for the database while the day's actions were applied: the rest wait a round."""
+
+
 def apply_day_actions(ctx: RunContext, day: dt.date) -> int | None:
     """Apply the feed's corporate actions of ``day`` to the holdings; returns how many were applied, or
     None when the feed could not say (a live data source away): the monitor asks again next round."""
@@ -41,9 +45,17 @@ def apply_day_actions(ctx: RunContext, day: dt.date) -> int | None:
                                            " asked again with the next round")
         return None
     applied = 0
-    for code, cash_dividend, bonus_ratio in rows:
-        if _apply(ctx, day, str(code), float(cash_dividend), float(bonus_ratio)):
-            applied += 1
+    try:
+        if ctx.fills:
+            raise ActionDeferred("")
+        for code, cash_dividend, bonus_ratio in rows:
+            if _apply(ctx, day, str(code), float(cash_dividend), float(bonus_ratio)):
+                applied += 1
+    except ActionDeferred:
+        # the book shows fills the database has not: an event saved now would store their cash with it
+        ctx.issue("corporate_actions", "", f"the corporate actions of {day} wait until the kept fills are"
+                                           " written; asked again with the next round")
+        return None
     return applied
 
 
@@ -54,6 +66,8 @@ def _apply(ctx: RunContext, day: dt.date, code: str, cash_dividend: float, bonus
         pos = book.positions.get(code)
         if pos is None or pos.state.volume <= 0 or ctx.store.event_known(code, EX_RIGHTS, time):
             return False
+        if ctx.fills:  # a fill was kept since the check above: this action waits for the next round
+            raise ActionDeferred(code)
         state, cash, bonus = apply_action_nb(pos.state, book.cash, cash_dividend, bonus_ratio)
         position = replace(pos, state=state)
         received = cash - book.cash

@@ -103,9 +103,11 @@ class Trader:
         saved as they come)."""
         ctx = self.ctx
         book = ctx.book
-        if ctx.fills:
-            return  # the book shows fills the database has not: it is saved with them (store_kept_fills)
         with book.lock:
+            # asked under the book's lock, where a fill is kept: a book that shows fills the database has
+            # not is saved only with them (store_kept_fills)
+            if ctx.fills:
+                return
             quotes = book.take_dirty_quotes()
             saved = (book.cash, book.day, book.progress)
             if book.dirty or saved != self._saved:
