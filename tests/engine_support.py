@@ -168,8 +168,8 @@ class DelayedBroker:
     def attach(self, clock: object, trades: pd.DataFrame, quotes: object = None) -> None:
         self.inner.attach(clock, trades, quotes)
 
-    def observe_tick(self, tick: object, base: float) -> None:
-        self.inner.observe_tick(tick, base)
+    def observe_tick(self, tick: object, base: float, band: tuple[float, float] | None = None) -> None:
+        self.inner.observe_tick(tick, base, band)
 
     def submit(self, order: OrderRequest) -> str:
         order_id = self.inner.submit(order)

@@ -131,6 +131,25 @@ def test_dynamic_take_profit_counts_the_current_tick_in_high():
     assert R.observe_price_nb(state, 10.5).high == 10.5
 
 
+@pytest.mark.parametrize(
+    ("state", "p", "reserved", "lots"),
+    [
+        (held(800, tp_done=True, high=10.0), 10.5, 0, MAIN),  # the tick raises high first
+        (held(2000, cost=10.0), 8.9, 0, MAIN),  # stop loss on all available
+        (held(2000, cost=10.0), 8.9, 1500, MAIN),  # only what no order holds
+        (held(2000, cost=10.0), 8.9, 2000, MAIN),  # nothing free: decided, nothing sold
+        (held(1000, cost=10.0), 11.5, 300, STAR),  # first take-profit in 1-share steps
+        (held(2000, cost=10.0), 9.45, 0, BJ),  # grid buy
+    ],
+)
+def test_the_monitors_one_call_is_observe_then_decide_on_the_free_shares(state, p, reserved, lots):
+    observed = R.observe_price_nb(state, p)
+    free = observed._replace(available=max(0, observed.available - reserved))
+    expected = R.decide_nb(free, p, CASH, lots, NO_LIMIT, NO_LIMIT, P, F)
+    got = R.observe_decide_nb(state, p, reserved, CASH, *lots, NO_LIMIT, NO_LIMIT, P, F)
+    assert got == (observed, *expected)
+
+
 # -- grid buys ---------------------------------------------------------------------------------
 
 

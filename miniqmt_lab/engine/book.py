@@ -155,6 +155,8 @@ class PositionBook:
 
     def unresolved(self, code: str) -> bool:
         """An order of ``code`` has an unknown outcome (its submit timed out): no rule may act on it."""
+        if not self.pending:  # no order in flight, the usual case: known without the lock
+            return False
         with self.lock:
             return any(o.unknown and o.code == code for o in self.pending.values())
 
@@ -203,17 +205,25 @@ class PositionBook:
     def observe(self, code: str, price: float, prev_close: float, name: str, time: dt.datetime) -> HoldingState:
         """Record the tick's price and raise the holding's high; returns the holding as the rules see it."""
         with self.lock:
-            old = self.quotes.get(code)
-            self.quotes[code] = Quote(price, prev_close, name or (old.name if old else ""), time)
-            self.dirty_quotes.add(code)
-            pos = self.positions.get(code)
+            pos = self.quote(code, price, prev_close, name, time)
             if pos is None:
                 return empty_holding_nb()
             observed = observe_price_nb(pos.state, price)
-            if observed != pos.state:
-                self.positions[code] = replace(pos, state=observed)
-                self.dirty.add(code)
+            self.observed(pos, observed)
             return observed
+
+    def quote(self, code: str, price: float, prev_close: float, name: str, time: dt.datetime) -> Position | None:
+        """Record the tick's price (call with the lock held); returns the holding of ``code``, if any."""
+        old = self.quotes.get(code)
+        self.quotes[code] = Quote(price, prev_close, name or (old.name if old else ""), time)
+        self.dirty_quotes.add(code)
+        return self.positions.get(code)
+
+    def observed(self, pos: Position, state: HoldingState) -> None:
+        """The holding after the kernel observed a tick (call with the lock held): kept when it changed."""
+        if state != pos.state:
+            self.positions[pos.code] = replace(pos, state=state)
+            self.dirty.add(pos.code)
 
     def mark_progress(self, tick_time: dt.datetime, code: str) -> None:
         with self.lock:

@@ -7,6 +7,7 @@ executed twice (repeat guard), late (stale guard) or on bad data (tick checks).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import threading
 from dataclasses import dataclass
@@ -55,14 +56,26 @@ def repeat_key(code: str, rule: int, state: HoldingState, opened: str) -> str:
     return f"{code}|{RULE_NAMES[rule]}|{opened}|{state.volume}|{state.grid_k}|{int(state.tp_done)}"
 
 
-def tick_problem(tick: Tick) -> str | None:
-    """Why a tick cannot be used, or None: an unknown code or a price that is not a finite number > 0."""
+@functools.lru_cache(maxsize=65536, typed=True)
+def _code_problem(code: object) -> str | None:
     try:
-        code = normalize_code(tick.code)
+        normal = normalize_code(code)
     except InvalidStockCode as exc:
         return f"unknown code: {exc}"
-    if code != tick.code:
-        return f"unknown code {tick.code!r} (expected the normalized form {code!r})"
+    if normal != code:
+        return f"unknown code {code!r} (expected the normalized form {normal!r})"
+    return None
+
+
+def tick_problem(tick: Tick) -> str | None:
+    """Why a tick cannot be used, or None: an unknown code or a price that is not a finite number > 0."""
+    code = tick.code
+    try:
+        problem = _code_problem(code)
+    except TypeError:  # not hashable: not a code either
+        problem = f"unknown code {code!r}"
+    if problem is not None:
+        return problem
     price = tick.price
     if isinstance(price, bool) or not isinstance(price, float | int) or not math.isfinite(price) or price <= 0:
         return f"bad price {price!r} for {code}"

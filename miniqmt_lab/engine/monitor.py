@@ -25,7 +25,14 @@ from miniqmt_lab.engine.guards import FINAL_FOR_EXECUTION, Signal, repeat_key, s
 from miniqmt_lab.engine.journal import JournalRow
 from miniqmt_lab.engine.store import SignalRow
 from miniqmt_lab.records import local_text
-from miniqmt_lab.rules import RULE_NONE, decide_entry_nb, decide_nb, outside_band_nb
+from miniqmt_lab.rules import (
+    RULE_NONE,
+    FeeParams,
+    decide_entry_nb,
+    empty_holding_nb,
+    observe_decide_nb,
+    outside_band_nb,
+)
 from miniqmt_lab.schema import Blocked, Outcome, Tick, TickRound
 
 log = logging.getLogger(__name__)
@@ -41,6 +48,7 @@ class Monitor:
         self.before_round = before_round
         self._ack_timeout = 2 * ctx.settings.engine.call_timeout + 1.0
         self._observe = getattr(ctx.broker, "observe_tick", None)  # a paper venue follows the market
+        self._price_limits = ctx.settings.rules.price_limits  # the rules see the band only with realism on
         self._actions_day: dt.date | None = None
 
     def step(self) -> float:
@@ -95,13 +103,14 @@ class Monitor:
             self._actions_day = day
         journal_rows = []
         texts: dict[dt.datetime, str] = {}  # the ticks of a round share one or two times
-        for tick in sorted(rnd.ticks, key=lambda t: str(t.code)):
+        fees = ctx.fees_for(day)
+        for tick in sorted(rnd.ticks, key=_code_of):
             note, base = "", tick.prev_close
             if progress is not None and (rnd.time, tick.code) <= progress:
                 stats.skipped_ticks += 1
             else:
                 try:
-                    note, base = self.process_tick(tick, rnd.time, day)
+                    note, base = self.process_tick(tick, rnd.time, day, fees)
                 except Exception as exc:  # one stock's failure must not take the round's other stocks down
                     stats.tick_errors += 1
                     note = f"error: {type(exc).__name__}: {exc}"
@@ -123,26 +132,30 @@ class Monitor:
         stats.busy_seconds += time.perf_counter() - started
         return True
 
-    def process_tick(self, tick: Tick, round_time: dt.datetime, day: dt.date) -> tuple[str, float]:
+    def process_tick(
+        self, tick: Tick, round_time: dt.datetime, day: dt.date, fees: FeeParams | None = None
+    ) -> tuple[str, float]:
         """One tick, completely; returns (the journal's note, the day's base price used)."""
         ctx = self.ctx
         base = tick.prev_close if tick.prev_close > 0 else ctx.book.base_price(str(tick.code), day)
         problem = tick_problem(tick)
+        band = (math.nan, math.nan)
         if problem is None:
-            up, down = ctx.band(tick.code, base, tick.name, tick.limits)
-            if outside_band_nb(float(tick.price), up, down):
-                problem = f"price {tick.price} outside the day's band {down:.2f}-{up:.2f} (base {base:.2f})"
+            band = ctx.band(tick.code, base, tick.name, tick.limits)
+            if outside_band_nb(float(tick.price), band[0], band[1]):
+                problem = f"price {tick.price} outside the day's band {band[1]:.2f}-{band[0]:.2f} (base {base:.2f})"
         if problem is not None:
             ctx.stats.bad_ticks += 1
             ctx.issue("bad_tick", str(tick.code), f"tick ignored at {tick.time}: {problem}")
             return f"bad tick: {problem}", base
         if self._observe is not None:
-            self._observe(tick, base)
+            self._observe(tick, base, band)
         if ctx.book.unresolved(tick.code):
             ctx.stats.unresolved_skips += 1
             ctx.book.observe(tick.code, float(tick.price), base, tick.name, tick.time)
             return "an order of this stock has an unknown outcome: no rule ran", base
-        signal, outcome = self.decide(tick, base, round_time, day)
+        limits = band if self._price_limits else (math.nan, math.nan)
+        signal, outcome = self.decide(tick, base, round_time, day, limits, fees)
         if signal is None:
             return "", base
         ctx.stats.signals += 1
@@ -154,23 +167,35 @@ class Monitor:
             self._hand_over(signal)
         return "", base
 
-    def decide(self, tick: Tick, base: float, round_time: dt.datetime, day: dt.date) -> tuple[Signal | None, int]:
-        """The kernel's decision on one tick (parity step 3), or (None, 0) when no rule fires."""
+    def decide(
+        self,
+        tick: Tick,
+        base: float,
+        round_time: dt.datetime,
+        day: dt.date,
+        limits: tuple[float, float] | None = None,
+        fees: FeeParams | None = None,
+    ) -> tuple[Signal | None, int]:
+        """The kernel's decision on one tick (parity step 3), or (None, 0) when no rule fires;
+        ``limits`` and ``fees``: the rules' price limits and the day's fees, when the caller has them."""
         ctx = self.ctx
-        book, params, fees = ctx.book, ctx.params, ctx.fees_for(day)
+        book, params = ctx.book, ctx.params
+        fees = fees if fees is not None else ctx.fees_for(day)
         code, p = tick.code, float(tick.price)
-        up, down = ctx.limits(code, base, tick.name, tick.limits)
+        up, down = limits if limits is not None else ctx.limits(code, base, tick.name, tick.limits)
         lots = market.lot_rule(code)
         with book.lock:
-            state = book.observe(code, p, base, tick.name, tick.time)
+            pos = book.quote(code, p, base, tick.name, tick.time)
             # reserved cash and shares belong to orders in flight: the rules see only what is free
             cash = book.free_cash()
-            if state.volume > 0:
-                reserved = book.reserved_volume.get(code, 0)
-                free = state._replace(available=max(0, state.available - reserved)) if reserved else state
-                rule, volume, outcome = decide_nb(free, p, cash, lots, up, down, params, fees)
-                opened = book.positions[code].opened_at
+            if pos is not None and pos.state.volume > 0:
+                state, rule, volume, outcome = observe_decide_nb(
+                    pos.state, p, book.reserved_volume.get(code, 0), cash, *lots, up, down, params, fees
+                )
+                book.observed(pos, state)
+                opened = pos.opened_at
             elif tick.bar_close and ctx.entries is not None and ctx.entries.is_entry(code, tick.trade_time, p):
+                state = empty_holding_nb() if pos is None else pos.state
                 rule, volume, outcome = decide_entry_nb(state, p, cash, lots, up, params, fees)
                 opened = ""
             else:
@@ -225,6 +250,10 @@ class Monitor:
         if not task.done.wait(self._ack_timeout):
             log.error("signal %s: no acknowledgement within %.1f s; going on", signal.id, self._ack_timeout)
 
+
+
+def _code_of(tick: Tick) -> str:
+    return str(tick.code)
 
 
 def _journal_price(value: object) -> float | None:

@@ -217,18 +217,24 @@ class SimBroker:
 
     # -- the market ----------------------------------------------------------------------------------
 
-    def observe_tick(self, tick: Tick, base: float) -> None:
-        """A good tick the engine saw (``base``: the day's base price): the venue's last price, and a
-        resting order the price reaches fills at its limit."""
+    def observe_tick(self, tick: Tick, base: float, band: tuple[float, float] | None = None) -> None:
+        """A good tick the engine saw (``base``: the day's base price; ``band``: its (up, down) limits
+        when the caller has them): the venue's last price, and a resting order the price reaches fills
+        at its limit."""
         code = str(tick.code)
         price = float(tick.price)
-        up, down = _limit_prices(code, base, tick.name) if tick.limits else (math.nan, math.nan)
+        if band is not None:
+            up, down = band
+        else:
+            up, down = _limit_prices(code, base, tick.name) if tick.limits else (math.nan, math.nan)
         with self._lock:
             now = market.to_shanghai(tick.time)  # the market's own time: a new day rolls T+1 and ends old orders
-            self._roll_to(now.date())
-            if self._open:
-                self._expire(now)
+            if self._day is None or now.date() > self._day:
+                self._roll_to(now.date())
             self._quotes[code] = _Quote(price, up, down, tick.time)
+            if not self._open:  # no resting order: nothing more to do (the usual case)
+                return
+            self._expire(now)
             for order in [o for o in self._open.values() if o.request.code == code]:
                 crossed = price <= order.price if order.request.side is Side.BUY else price >= order.price
                 if crossed:

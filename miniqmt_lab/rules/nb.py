@@ -384,6 +384,35 @@ def roll_day_nb(state: HoldingState) -> HoldingState:
 
 
 @njit(cache=True)
+def observe_decide_nb(
+    state: HoldingState,
+    p: float,
+    reserved: int,
+    cash: float,
+    min_buy: int,
+    lot_step: int,
+    min_sell: int,
+    up_limit: float,
+    down_limit: float,
+    params: RuleParams,
+    fees: FeeParams,
+) -> tuple[HoldingState, int, int, int]:
+    """The live monitor's one kernel call on a tick of a held stock: :func:`observe_price_nb`, then
+    :func:`decide_nb` on that holding with the ``reserved`` shares of its orders in flight taken off
+    its available ones. Returns (the observed holding, rule, volume, outcome). One call instead of
+    two, with the board's sizes as numbers: a Python call into numba pays per tuple argument."""
+    observed = observe_price_nb(state, p)
+    free = observed
+    if reserved > 0:
+        free = HoldingState(observed.volume, max(0, observed.available - reserved), observed.cost,
+                            observed.base_cost, observed.high, observed.tp_done, observed.grid_k)
+    rule, volume, outcome = decide_nb(
+        free, p, cash, LotRule(min_buy, lot_step, min_sell), up_limit, down_limit, params, fees
+    )
+    return observed, rule, volume, outcome
+
+
+@njit(cache=True)
 def outside_band_nb(p: float, up_limit: float, down_limit: float) -> bool:
     """A tick outside the day's limit band is bad data (rules.md, "Bad ticks"): it changes nothing.
 
