@@ -148,6 +148,9 @@ def test_the_monitors_one_call_is_observe_then_decide_on_the_free_shares(state, 
     expected = R.decide_nb(free, p, CASH, lots, NO_LIMIT, NO_LIMIT, P, F)
     got = R.observe_decide_nb(state, p, reserved, CASH, *lots, NO_LIMIT, NO_LIMIT, P, F)
     assert got == (observed, *expected)
+    # the monitor's entry with plain tuples: the same answer
+    plain = R.observe_decide_plain_nb(tuple(state), p, reserved, CASH, *lots, NO_LIMIT, NO_LIMIT, tuple(P), tuple(F))
+    assert (R.HoldingState(*plain[0]), *plain[1:]) == got
 
 
 # -- grid buys ---------------------------------------------------------------------------------

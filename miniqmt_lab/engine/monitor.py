@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import cast
 
 from miniqmt_lab import market
 from miniqmt_lab.engine.actions import apply_day_actions
@@ -28,11 +29,13 @@ from miniqmt_lab.records import local_text
 from miniqmt_lab.rules import (
     RULE_NONE,
     FeeParams,
+    HoldingState,
     decide_entry_nb,
     empty_holding_nb,
-    observe_decide_nb,
+    observe_decide_plain_nb,
     outside_band_nb,
 )
+from miniqmt_lab.rules.nb import FeeTuple, HoldingTuple
 from miniqmt_lab.schema import Blocked, Outcome, Tick, TickRound
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ class Monitor:
         self._ack_timeout = 2 * ctx.settings.engine.call_timeout + 1.0
         self._observe = getattr(ctx.broker, "observe_tick", None)  # a paper venue follows the market
         self._price_limits = ctx.settings.rules.price_limits  # the rules see the band only with realism on
+        self._plain_params = tuple(ctx.params)  # the kernel's fast entry takes plain tuples
         self._actions_day: dt.date | None = None
 
     def step(self) -> float:
@@ -189,9 +193,11 @@ class Monitor:
             # reserved cash and shares belong to orders in flight: the rules see only what is free
             cash = book.free_cash()
             if pos is not None and pos.state.volume > 0:
-                state, rule, volume, outcome = observe_decide_nb(
-                    pos.state, p, book.reserved_volume.get(code, 0), cash, *lots, up, down, params, fees
+                held, rule, volume, outcome = observe_decide_plain_nb(
+                    cast(HoldingTuple, tuple(pos.state)), p, book.reserved_volume.get(code, 0), cash, *lots,
+                    up, down, self._plain_params, cast(FeeTuple, tuple(fees)),
                 )
+                state = HoldingState(*held)
                 book.observed(pos, state)
                 opened = pos.opened_at
             elif tick.bar_close and ctx.entries is not None and ctx.entries.is_entry(code, tick.trade_time, p):

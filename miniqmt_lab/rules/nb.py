@@ -412,6 +412,41 @@ def observe_decide_nb(
     return observed, rule, volume, outcome
 
 
+HoldingTuple = tuple[int, int, float, float, float, bool, int]
+"""A :class:`HoldingState` as a plain tuple (its fields in order)."""
+FeeTuple = tuple[float, float, float, float]
+"""A :class:`FeeParams` as a plain tuple."""
+
+
+@njit(cache=True)
+def observe_decide_plain_nb(
+    state: HoldingTuple,
+    p: float,
+    reserved: int,
+    cash: float,
+    min_buy: int,
+    lot_step: int,
+    min_sell: int,
+    up_limit: float,
+    down_limit: float,
+    params: tuple,  # type: ignore[type-arg]  # RuleParams' fields in order
+    fees: FeeTuple,
+) -> tuple[HoldingTuple, int, int, int]:
+    """:func:`observe_decide_nb` for a caller in Python, with the holding, rule parameters and fees as
+    plain tuples (their fields in order) and the observed holding returned as one: numba types a plain
+    tuple in its C fast path, a NamedTuple argument costs a Python-level typing of 2-3 us each."""
+    observed, rule, volume, outcome = observe_decide_nb(
+        HoldingState(state[0], state[1], state[2], state[3], state[4], state[5], state[6]),
+        p, reserved, cash, min_buy, lot_step, min_sell, up_limit, down_limit,
+        RuleParams(params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7],
+                   params[8]),
+        FeeParams(fees[0], fees[1], fees[2], fees[3]),
+    )
+    held = (observed.volume, observed.available, observed.cost, observed.base_cost, observed.high,
+            observed.tp_done, observed.grid_k)
+    return held, rule, volume, outcome
+
+
 @njit(cache=True)
 def outside_band_nb(p: float, up_limit: float, down_limit: float) -> bool:
     """A tick outside the day's limit band is bad data (rules.md, "Bad ticks"): it changes nothing.
