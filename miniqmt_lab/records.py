@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gzip
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -123,11 +126,18 @@ def read_journal(path: str | Path) -> pd.DataFrame:
     """A session journal as a frame: ``time`` (tick time) and ``stamp`` (the time a trade on the tick
     records), both naive Asia/Shanghai datetime64; ``stock_code``; ``price`` (NaN where the feed sent
     a bad one); ``bar_close`` (the tick closes its bar: entries act here); ``prev_close`` (base price
-    of the day's price limits, NaN when unknown). Rows in tick order.
+    of the day's price limits, NaN when unknown). Rows in tick order. ``path`` is a journal's SQLite
+    file or its compacted ``.sqlite.gz``.
     """
     file = Path(path)
     if not file.exists():
         raise FileNotFoundError(f"no journal at {file}")
+    if file.suffix == ".gz":  # a compacted journal: read from an owner-only unpacked copy
+        with tempfile.TemporaryDirectory(prefix="miniqmt-journal-") as folder:
+            unpacked = Path(folder) / file.name.removesuffix(".gz")
+            with gzip.open(file, "rb") as packed, open(unpacked, "wb") as out:
+                shutil.copyfileobj(packed, out, 1 << 20)
+            return read_journal(unpacked)
     rows = read_only_query(file)(f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM ticks ORDER BY rowid", ())
     frame = records_frame(rows, JOURNAL_COLUMNS, times=("time", "stamp"), floats=("price", "prev_close"))
     frame["bar_close"] = frame["bar_close"].astype(bool)

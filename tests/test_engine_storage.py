@@ -22,7 +22,7 @@ from engine_support import GatedFeed, close_bars, fast_settings, holdings_from_t
 from miniqmt_lab import cli
 from miniqmt_lab.engine import Engine, ReplayFeed
 from miniqmt_lab.engine.dbschema import SCHEMA_VERSION, DatabaseProblem
-from miniqmt_lab.engine.journal import prune_journals
+from miniqmt_lab.engine.journal import compact_journals, prune_journals
 from miniqmt_lab.engine.lock import DatabaseInUse
 from miniqmt_lab.engine.logsetup import cleanup_old_logs, log_file_name
 from miniqmt_lab.engine.store import Store
@@ -330,6 +330,46 @@ def test_old_session_journals_are_pruned_and_others_files_kept(tmp_path):
     expected = ["live-20240421-090000-bbbbbb.sqlite", "paper-20240420-090000-aaaaaa.sqlite"]
     assert sorted(p.name for p in removed) == expected
     assert sorted(p.name for p in folder.iterdir()) == ["mine.sqlite", "paper-20240530-090000-cccccc.sqlite"]
+
+
+def test_old_session_journals_are_compacted_and_read_as_before(tmp_path):
+    from pandas.testing import assert_frame_equal
+
+    from miniqmt_lab.bars import sample_bars
+    from miniqmt_lab.records import read_journal
+
+    settings = fast_settings(tmp_path)
+    engine = run_replay(settings, ReplayFeed.from_bars(sample_bars(20, 120, seed=5)), entries="macd")
+    journal = engine.journal_path
+    assert journal is not None
+    folder, size, before = journal.parent, journal.stat().st_size, read_journal(journal)
+    foreign = folder / "mine.sqlite"  # another program's file in the folder is never touched
+    foreign.write_text("x")
+    young = folder / "paper-20991231-090000-ffffff.sqlite"  # a journal younger than the limit stays
+    young.write_bytes(journal.read_bytes())
+    open_one = folder / "live-20240101-090000-eeeeee.sqlite"  # an engine still writes its -wal file
+    open_one.write_bytes(journal.read_bytes())
+    session_age = journal.stat().st_mtime
+    for file in (foreign, open_one):
+        os.utime(file, (session_age, session_age))
+    now = dt.datetime.now(SHANGHAI)
+    later = now + dt.timedelta(days=8)
+    Path(f"{open_one}-wal").write_bytes(b"")
+    for file in (young, Path(f"{open_one}-wal")):
+        os.utime(file, (later.timestamp(), later.timestamp()))
+
+    compacted = compact_journals(folder, 7, later)
+    packed = journal.with_name(journal.name + ".gz")
+    assert compacted == [packed] and not journal.exists()
+    assert young.exists() and open_one.exists() and foreign.exists()
+    assert packed.stat().st_size < size / 3 and packed.stat().st_mtime == pytest.approx(session_age)
+    assert stat.S_IMODE(packed.stat().st_mode) == 0o600
+    assert_frame_equal(read_journal(packed), before)  # the same ticks, read from either form
+    replayed = run_replay(fast_settings(tmp_path / "again"), ReplayFeed.from_journal(packed))
+    assert replayed.status()["monitor"]["ticks"] == len(before)  # a compacted session replays whole
+    assert compact_journals(folder, 7, later) == []  # done once
+    removed = prune_journals(folder, 30, now + dt.timedelta(days=31))
+    assert packed in removed and not packed.exists() and foreign.exists()
 
 
 def test_a_faulted_watchdog_is_replaced(tmp_path):

@@ -182,6 +182,7 @@ class PathSettings:
     log_dir: str = "logs"
     log_retention_days: int = 14
     journal_retention_days: int = 30
+    journal_compact_days: int = 7
 
     def __post_init__(self) -> None:
         _check(self.data_dir.strip() != "", "paths.data_dir", "must not be empty", self.data_dir)
@@ -190,6 +191,8 @@ class PathSettings:
                self.log_retention_days)
         _check(1 <= self.journal_retention_days <= 3650, "paths.journal_retention_days",
                "must be >= 1 and <= 3650", self.journal_retention_days)
+        _check(1 <= self.journal_compact_days <= 3650, "paths.journal_compact_days",
+               "must be >= 1 and <= 3650 (days before a session journal is gzipped)", self.journal_compact_days)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,7 +33,7 @@ from miniqmt_lab.config import RuleSettings, Settings
 from miniqmt_lab.engine.clock import WallClock
 from miniqmt_lab.engine.context import RunContext
 from miniqmt_lab.engine.entries import EntrySource, make_entries
-from miniqmt_lab.engine.journal import Journal, prune_journals
+from miniqmt_lab.engine.journal import Journal, compact_journals, prune_journals
 from miniqmt_lab.engine.lock import DatabaseLock
 from miniqmt_lab.engine.manual import manual_order
 from miniqmt_lab.engine.replay import IdleFeed
@@ -225,6 +225,7 @@ class Engine:
             session = f"{self.mode}-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
             journals = self.database_path.parent / "journal"
             prune_journals(journals, self.settings.paths.journal_retention_days, now)
+            compact_journals(journals, self.settings.paths.journal_compact_days, now)
             self.journal_path = journals / f"{session}.sqlite"
             ctx.journal = Journal(self.journal_path)
             ctx.accepting = True

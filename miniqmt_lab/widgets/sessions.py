@@ -167,11 +167,13 @@ def engine_session(engine: Any, *, name: str | None = None) -> ReplaySession:
 def recorded_sessions(settings: Settings, *, limit: int = 10) -> list[ReplaySession]:
     """The latest ``limit`` sessions recorded under ``settings.paths.data_dir``, newest first.
 
-    An engine writes ``<data_dir>/journal/<mode>-<start time>-<id>.sqlite`` per session, next to its
-    ``paper.sqlite`` / ``live.sqlite``; sessions that saw no tick are left out.
+    An engine writes ``<data_dir>/journal/<mode>-<start time>-<id>.sqlite`` per session (gzipped to
+    ``.sqlite.gz`` after ``paths.journal_compact_days``), next to its ``paper.sqlite`` / ``live.sqlite``;
+    sessions that saw no tick are left out.
     """
     folder = settings.data_path / "journal"
-    journals = sorted(folder.glob("*.sqlite"), key=lambda p: p.stat().st_mtime, reverse=True)
+    journals = sorted([*folder.glob("*.sqlite"), *folder.glob("*.sqlite.gz")], key=lambda p: p.stat().st_mtime,
+                      reverse=True)
     sessions = []
     for journal in journals:
         mode = journal.name.split("-", 1)[0]
@@ -179,7 +181,8 @@ def recorded_sessions(settings: Settings, *, limit: int = 10) -> list[ReplaySess
         if mode not in ("paper", "live") or not database.exists():
             continue
         try:
-            sessions.append(journal_session(database, journal, settings, name=f"{mode} session {journal.stem}"))
+            stem = journal.name.removesuffix(".gz").removesuffix(".sqlite")
+            sessions.append(journal_session(database, journal, settings, name=f"{mode} session {stem}"))
         except ValueError:  # no ticks: started and stopped before the market moved
             continue
         if len(sessions) == limit:
