@@ -107,6 +107,8 @@ BAD_FILES = [
     ("[paths]\nlog_retention_days = 1.5\n", r"paths\.log_retention_days: expected an integer"),
     ("[paths]\njournal_retention_days = 0\n", r"paths\.journal_retention_days: must be >= 1"),
     ("[paths]\njournal_compact_days = 0\n", r"paths\.journal_compact_days: must be >= 1"),
+    ('[engine]\nholidays = ["2027-02-30"]\n', r'engine\.holidays\[0\]: expected a date as a string such as "2027'),
+    ("[engine]\nholidays = [2027-02-08]\n", r"engine\.holidays\[0\]: expected a string"),
     ("[qmt]\naccount_type = 'FUTURE'\n", r"qmt\.account_type: must be 'STOCK' or 'CREDIT'"),
     ("[engine]\nsimulation = false\n", r"qmt\.account_id: is required"),
     ("[rules\nstop_loss_ratio = -0.1\n", r"not valid TOML"),

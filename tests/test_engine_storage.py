@@ -372,6 +372,20 @@ def test_old_session_journals_are_compacted_and_read_as_before(tmp_path):
     assert packed in removed and not packed.exists() and foreign.exists()
 
 
+def test_an_engine_takes_the_holidays_of_its_settings(tmp_path, monkeypatch):
+    from miniqmt_lab.market import calendar
+
+    monkeypatch.setenv("MINIQMT_HOLIDAYS", '["2099-03-02"]')  # a Monday long past the calendar's end
+    from miniqmt_lab import config
+
+    settings = config.load(None).with_values(data_dir=str(tmp_path / "data"))
+    assert settings.engine.holidays == ("2099-03-02",)
+    assert calendar.CALENDAR.is_trading_day(dt.date(2099, 3, 2))
+    Engine(settings)
+    assert not calendar.CALENDAR.is_trading_day(dt.date(2099, 3, 2))
+    assert calendar.CALENDAR.next_trading_day(dt.date(2099, 2, 27)) == dt.date(2099, 3, 3)
+
+
 def test_a_faulted_watchdog_is_replaced(tmp_path):
     engine = Engine(fast_settings(tmp_path, thread_check_interval=0.05))
     failures = iter(range(3))

@@ -195,6 +195,18 @@ def test_seconds_to_next_session():
     assert M.seconds_to_next_session(dt.datetime(2026, 11, 27, 15, 30)) == (2 * 24 + 18) * 3600
 
 
+def test_holidays_from_the_settings_close_the_market_past_the_calendars_end():
+    cal = M.TradingCalendar()  # its own calendar: the process-wide one is not touched
+    spring_festival = [dt.date(2031, 1, 22), dt.date(2031, 1, 23), dt.date(2031, 1, 24)]  # Wed-Fri past the end
+    assert all(cal.is_trading_day(d) for d in spring_festival)
+    cal.add_holidays(spring_festival)
+    assert not any(cal.is_trading_day(d) for d in spring_festival)
+    assert cal.next_trading_day(dt.date(2031, 1, 21)) == dt.date(2031, 1, 27)  # the Monday after
+    assert cal.previous_trading_day(dt.date(2031, 1, 27)) == dt.date(2031, 1, 21)
+    cal.add_holidays([dt.date(2026, 11, 27)])  # a sudden closure inside the recorded range wins too
+    assert not cal.is_trading_day(dt.date(2026, 11, 27)) and cal.is_trading_day(dt.date(2026, 11, 26))
+
+
 def test_calendar_falls_back_to_weekdays_with_one_warning(caplog):
     cal = M.TradingCalendar()
     with caplog.at_level(logging.WARNING, logger="miniqmt_lab.market"):

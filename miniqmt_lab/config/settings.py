@@ -71,6 +71,7 @@ class EngineSettings:
     simulation_balance: float = 1_000_000.0
     stock_pool: tuple[str, ...] = ()
     entry: str = "macd"
+    holidays: tuple[str, ...] = ()  # exchange closures the calendar package does not record ("2027-02-08")
 
     def __post_init__(self) -> None:
         for name in (
@@ -96,6 +97,12 @@ class EngineSettings:
                 market.normalize_code(code)
             except ValueError as exc:
                 raise ConfigError(f"engine.stock_pool[{i}]: {exc}") from None
+        for i, day in enumerate(self.holidays):
+            try:
+                dt.date.fromisoformat(day)
+            except ValueError:
+                raise ConfigError(f"engine.holidays[{i}]: expected a date as a string such as \"2027-02-08\","
+                                  f" got {day!r}") from None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -43,7 +43,7 @@ from miniqmt_lab.engine.threads import CallRunner, ManagedThread, ThreadState, W
 from miniqmt_lab.engine.trading import EVENTS_WAIT, Trader
 from miniqmt_lab.engine.views import position_views, positions_frame
 from miniqmt_lab.errors import EngineNotRunning, EngineRunning, MiniQmtError
-from miniqmt_lab.market import SHANGHAI
+from miniqmt_lab.market import CALENDAR, SHANGHAI
 from miniqmt_lab.protocols import Broker, EngineClock, Feed
 from miniqmt_lab.schema import BrokerStatus, EngineSnapshot, Side, ThreadHealth, TradingState, mask_account
 
@@ -107,6 +107,7 @@ class Engine:
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         e = self.settings.engine
+        CALENDAR.add_holidays(dt.date.fromisoformat(day) for day in e.holidays)
         self.feed: Feed = feed if feed is not None else IdleFeed()
         self.clock = _pick_clock(self.feed, clock)
         self.broker: Broker = broker if broker is not None else SimBroker(self.settings, clock=self.clock)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
 log = logging.getLogger("miniqmt_lab.market")
@@ -16,7 +17,8 @@ SESSIONS: tuple[tuple[dt.time, dt.time], ...] = (
 )
 
 class TradingCalendar:
-    """XSHG trading days from ``exchange_calendars``; weekdays past the calendar's range (warned once)."""
+    """XSHG trading days from ``exchange_calendars``; weekdays past the calendar's range (warned once),
+    less the holidays added from the settings (``engine.holidays``)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -24,6 +26,13 @@ class TradingCalendar:
         self._first: dt.date | None = None
         self._last: dt.date | None = None
         self._warned = False
+        self._closed: frozenset[dt.date] = frozenset()
+
+    def add_holidays(self, days: Iterable[dt.date]) -> None:
+        """Exchange closures the calendar package does not record (a year past its last, a sudden
+        closure): never trading days, whatever the package says. For the whole process."""
+        with self._lock:
+            self._closed = self._closed | frozenset(days)
 
     def _load(self) -> None:
         if self._sessions is not None:
@@ -45,12 +54,15 @@ class TradingCalendar:
     def is_trading_day(self, day: dt.date) -> bool:
         self._load()
         assert self._sessions is not None
+        if day in self._closed:
+            return False
         if self._first is not None and self._last is not None and self._first <= day <= self._last:
             return day in self._sessions
         if self._last is not None and not self._warned:
             self._warned = True
             log.warning(
-                "date %s is outside the XSHG calendar (%s..%s): treating weekdays as trading days",
+                "date %s is outside the XSHG calendar (%s..%s): treating weekdays as trading days, less the"
+                " engine.holidays of the settings (upgrade exchange_calendars once it records the year)",
                 day, self._first, self._last,
             )
         return day.weekday() < 5
