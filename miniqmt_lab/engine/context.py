@@ -125,9 +125,11 @@ class RunContext:
 
     def limits(self, code: str, base: float, name: str, limits: bool = True) -> tuple[float, float]:
         """The band as the rules see it: NaN when ``rules.price_limits`` (realism) is off."""
-        if not self.settings.rules.price_limits:
-            return math.nan, math.nan
-        return self.band(code, base, name, limits)
+        return self.as_rules_see(self.band(code, base, name, limits))
+
+    def as_rules_see(self, band: tuple[float, float]) -> tuple[float, float]:
+        """``band`` as the rules see it: NaN when ``rules.price_limits`` (realism) is off."""
+        return band if self.settings.rules.price_limits else (math.nan, math.nan)
 
     def store_knows(self, trade_id: str) -> bool:
         """The trade is in the database or already kept for it (a broker repeating a fill)."""

@@ -51,7 +51,6 @@ class Monitor:
         self.before_round = before_round
         self._ack_timeout = 2 * ctx.settings.engine.call_timeout + 1.0
         self._observe = getattr(ctx.broker, "observe_tick", None)  # a paper venue follows the market
-        self._price_limits = ctx.settings.rules.price_limits  # the rules see the band only with realism on
         self._plain_params = tuple(ctx.params)  # the kernel's fast entry takes plain tuples
         self._actions_day: dt.date | None = None
 
@@ -136,10 +135,8 @@ class Monitor:
         stats.busy_seconds += time.perf_counter() - started
         return True
 
-    def process_tick(
-        self, tick: Tick, round_time: dt.datetime, day: dt.date, fees: FeeParams | None = None
-    ) -> tuple[str, float]:
-        """One tick, completely; returns (the journal's note, the day's base price used)."""
+    def process_tick(self, tick: Tick, round_time: dt.datetime, day: dt.date, fees: FeeParams) -> tuple[str, float]:
+        """One tick, completely (``fees``: the day's); returns (the journal's note, the day's base price used)."""
         ctx = self.ctx
         base = tick.prev_close if tick.prev_close > 0 else ctx.book.base_price(str(tick.code), day)
         problem = tick_problem(tick)
@@ -158,8 +155,7 @@ class Monitor:
             ctx.stats.unresolved_skips += 1
             ctx.book.observe(tick.code, float(tick.price), base, tick.name, tick.time)
             return "an order of this stock has an unknown outcome: no rule ran", base
-        limits = band if self._price_limits else (math.nan, math.nan)
-        signal, outcome = self.decide(tick, base, round_time, day, limits, fees)
+        signal, outcome = self.decide(tick, base, round_time, ctx.as_rules_see(band), fees)
         if signal is None:
             return "", base
         ctx.stats.signals += 1
@@ -172,21 +168,14 @@ class Monitor:
         return "", base
 
     def decide(
-        self,
-        tick: Tick,
-        base: float,
-        round_time: dt.datetime,
-        day: dt.date,
-        limits: tuple[float, float] | None = None,
-        fees: FeeParams | None = None,
+        self, tick: Tick, base: float, round_time: dt.datetime, limits: tuple[float, float], fees: FeeParams
     ) -> tuple[Signal | None, int]:
-        """The kernel's decision on one tick (parity step 3), or (None, 0) when no rule fires;
-        ``limits`` and ``fees``: the rules' price limits and the day's fees, when the caller has them."""
+        """The kernel's decision on one tick (parity step 3), or (None, 0) when no rule fires; ``limits``:
+        the (up, down) limits the rules see, ``fees``: the day's."""
         ctx = self.ctx
         book, params = ctx.book, ctx.params
-        fees = fees if fees is not None else ctx.fees_for(day)
         code, p = tick.code, float(tick.price)
-        up, down = limits if limits is not None else ctx.limits(code, base, tick.name, tick.limits)
+        up, down = limits
         lots = market.lot_rule(code)
         with book.lock:
             pos = book.quote(code, p, base, tick.name, tick.time)

@@ -229,8 +229,7 @@ class SimBroker:
             up, down = _limit_prices(code, base, tick.name) if tick.limits else (math.nan, math.nan)
         with self._lock:
             now = market.to_shanghai(tick.time)  # the market's own time: a new day rolls T+1 and ends old orders
-            if self._day is None or now.date() > self._day:
-                self._roll_to(now.date())
+            self._roll_to(now.date())
             self._quotes[code] = _Quote(price, up, down, tick.time)
             if not self._open:  # no resting order: nothing more to do (the usual case)
                 return
