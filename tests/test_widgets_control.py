@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from widgets_support import FaceOnly, FakeEngine, heartbeat, wait_until
+from widgets_support import FaceOnly, FakeEngine, heartbeat, open_panel, wait_until
 
 from miniqmt_lab.protocols import EngineFace
 from miniqmt_lab.schema import BrokerStatus, EngineSnapshot, ThreadHealth
@@ -20,17 +20,6 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def paper() -> FakeEngine:
     return FakeEngine("paper")
-
-
-def shown(panel: EngineControlPanel) -> bool:
-    """The first snapshot has reached the widgets (the thread table is drawn last)."""
-    return "strategy" in panel.threads.value
-
-
-def open_panel(engine: FakeEngine) -> EngineControlPanel:
-    panel = EngineControlPanel(FaceOnly(engine), poll_interval=0.02)
-    wait_until(lambda: shown(panel), panel.threads)
-    return panel
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import datetime as dt
 import re
 
 import pytest
-from widgets_support import CLOCK, FaceOnly, FakeEngine, many_trades, wait_until
+from widgets_support import CLOCK, FakeEngine, many_trades, open_panel, wait_until
 
 from miniqmt_lab.errors import InsufficientCash, InsufficientPosition, InvalidStockCode
 from miniqmt_lab.widgets import EngineControlPanel, OrderForm
@@ -21,12 +21,6 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def paper() -> FakeEngine:
     return FakeEngine("paper")
-
-
-def open_panel(engine: FakeEngine) -> EngineControlPanel:
-    panel = EngineControlPanel(FaceOnly(engine), poll_interval=0.02)
-    wait_until(lambda: "strategy" in panel.threads.value, panel.threads)
-    return panel
 
 
 @pytest.fixture

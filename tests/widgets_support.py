@@ -19,6 +19,7 @@ import traitlets
 from miniqmt_lab.market import SHANGHAI
 from miniqmt_lab.protocols import EngineFace
 from miniqmt_lab.schema import SIGNAL_COLUMNS, TRADE_COLUMNS, BrokerStatus, EngineSnapshot, ThreadHealth
+from miniqmt_lab.widgets import EngineControlPanel
 
 CLOCK = dt.datetime(2024, 1, 2, 10, 0, 7, tzinfo=SHANGHAI)  # the double's engine clock
 
@@ -189,3 +190,11 @@ class FaceOnly:
         if name not in FACE:
             raise AttributeError(f"{name!r} is not part of EngineFace: a panel must not use it")
         return getattr(self._engine, name)
+
+
+def open_panel(engine: EngineFace) -> EngineControlPanel:
+    """A control panel on ``engine`` through its face only, once its first snapshot is drawn (the thread
+    table is drawn last)."""
+    panel = EngineControlPanel(FaceOnly(engine), poll_interval=0.02)
+    wait_until(lambda: "strategy" in panel.threads.value, panel.threads)
+    return panel
