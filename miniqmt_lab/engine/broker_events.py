@@ -191,12 +191,11 @@ class BrokerEvents:
     ) -> bool:
         """Write the fill, retrying a locked or failing database a few times before giving up."""
         store = self.ctx.store
-        signal = (trade.signal_id, f"filled {trade.volume} at {trade.price:.2f}") if trade.signal_id else None
         others = [p for p in changed if p.code != trade.code]
         others_closed = [c for c in closed if c != trade.code]
         for attempt in range(1, FILL_WRITE_ATTEMPTS + 1):
             try:
-                return store.save_fill(trade, result.position, others, others_closed, day, progress, signal)
+                return store.save_fill(trade, result.position, others, others_closed, day, progress)
             except StorageError:
                 if attempt == FILL_WRITE_ATTEMPTS:
                     raise

@@ -257,22 +257,24 @@ class Store:
         other_closed: Iterable[str],
         day: dt.date | None,
         progress: tuple[dt.datetime, str] | None,
-        signal_outcome: tuple[str, str] | None,
     ) -> bool:
         """Record a fill with the book it leads to (its holding, cash, progress and any other holding
-        changed since the last save); False when the trade id is known already."""
+        changed since the last save) and its signal executed; False when the trade id is known already."""
         with self._transaction() as con:
             if not self._insert_trade(con, trade):
                 return False
             changed = [*other_changed, *([position] if position is not None else [])]
             closed = [*other_closed, *([] if position is not None else [trade.code])]
             self._write_book(con, changed, closed, trade.cash_after, day, progress)
-            if signal_outcome is not None:
-                con.execute(
-                    "UPDATE signals SET outcome = ?, message = ? WHERE id = ?",
-                    (Outcome.EXECUTED.value, signal_outcome[1], signal_outcome[0]),
-                )
+            self._mark_executed(con, trade)
         return True
+
+    @staticmethod
+    def _mark_executed(con: sqlite3.Connection, trade: TradeRow) -> None:
+        """The signal of ``trade`` (if any) is executed, its message saying the fill."""
+        if trade.signal_id:
+            con.execute("UPDATE signals SET outcome = ?, message = ? WHERE id = ?",
+                        (Outcome.EXECUTED.value, f"filled {trade.volume} at {trade.price:.2f}", trade.signal_id))
 
     def save_event(self, event: EventRow, position: Position, cash: float, day: dt.date | None) -> bool:
         """Record a corporate action with the holding and cash it leads to, in one transaction; False when
@@ -327,10 +329,7 @@ class Store:
         with self._transaction() as con:
             for trade in trades:
                 self._insert_trade(con, trade)
-                if trade.signal_id:
-                    con.execute("UPDATE signals SET outcome = ?, message = ? WHERE id = ?",
-                                (Outcome.EXECUTED.value, f"filled {trade.volume} at {trade.price:.2f}",
-                                 trade.signal_id))
+                self._mark_executed(con, trade)
             self._write_book(con, changed, closed, cash, day, progress)
 
     # -- signals ----------------------------------------------------------------------------------
